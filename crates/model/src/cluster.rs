@@ -1,0 +1,142 @@
+//! The derived cluster: every object validated, every pod placed and addressed, every
+//! Service allocated, every EndpointSlice built. Data planes compile their views from this.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::derive;
+use crate::diag::Diagnostics;
+use crate::kind::Kind;
+use crate::load::{self, RawObject};
+use crate::plan::AddressPlan;
+use crate::types::*;
+use crate::validate;
+
+/// A complete, consistent cluster state.
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    /// The address plan it was derived with.
+    pub plan: AddressPlan,
+    /// Namespaces by name (declared and implicit).
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, Node>,
+    /// Pods (written and derived from workloads).
+    pub pods: BTreeMap<ObjectKey, Pod>,
+    /// Workloads: Deployments, ReplicaSets (written and derived), StatefulSets, DaemonSets.
+    pub workloads: BTreeMap<(Kind, ObjectKey), Workload>,
+    /// Services, with allocated addresses.
+    pub services: BTreeMap<ObjectKey, Service>,
+    /// EndpointSlices (derived and written).
+    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
+    /// Ingresses.
+    pub ingresses: BTreeMap<ObjectKey, Ingress>,
+    /// IngressClasses by name.
+    pub ingress_classes: BTreeMap<String, IngressClass>,
+    /// NetworkPolicies.
+    pub network_policies: BTreeMap<ObjectKey, NetworkPolicy>,
+    /// Secrets.
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+    /// ConfigMaps.
+    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
+    /// Objects of kinds svcnet does not use.
+    pub others: Vec<OtherObject>,
+}
+
+impl Cluster {
+    /// Builds a cluster from raw objects: validate, default, derive, allocate.
+    ///
+    /// `previous` is the cluster currently served, if any: its allocations are kept for
+    /// objects that still exist, so a reload never renumbers them. Returns the cluster
+    /// only when no error was found; the diagnostics always.
+    pub fn build(
+        raws: Vec<RawObject>,
+        plan: &AddressPlan,
+        previous: Option<&Cluster>,
+    ) -> (Option<Cluster>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let objects = validate::validate(raws, &mut diags);
+        if diags.has_errors() {
+            diags.sort();
+            return (None, diags);
+        }
+        let cluster = derive::derive(objects, plan, previous, &mut diags);
+        diags.sort();
+        if diags.has_errors() {
+            (None, diags)
+        } else {
+            (Some(cluster), diags)
+        }
+    }
+
+    /// Reads paths (like `kubectl -f`) and builds the cluster.
+    pub fn load(
+        paths: &[PathBuf],
+        plan: &AddressPlan,
+        previous: Option<&Cluster>,
+    ) -> (Option<Cluster>, Diagnostics) {
+        let manifests = load::read_paths(paths);
+        let mut diags = manifests.diagnostics;
+        let (cluster, more) = Cluster::build(manifests.objects, plan, previous);
+        diags.extend(more);
+        diags.sort();
+        if diags.has_errors() {
+            (None, diags)
+        } else {
+            (cluster, diags)
+        }
+    }
+
+    /// Parses manifest text (tests, stdin) and builds the cluster.
+    pub fn from_yaml(name: &str, text: &str, plan: &AddressPlan) -> (Option<Cluster>, Diagnostics) {
+        let mut manifests = load::Manifests::default();
+        load::read_text(&mut manifests, name, text.to_string(), Some(false));
+        let mut diags = manifests.diagnostics;
+        let (cluster, more) = Cluster::build(manifests.objects, plan, None);
+        diags.extend(more);
+        diags.sort();
+        if diags.has_errors() {
+            (None, diags)
+        } else {
+            (cluster, diags)
+        }
+    }
+
+    /// The EndpointSlices of a Service.
+    pub fn slices_of<'a>(&'a self, svc: &'a ObjectKey) -> impl Iterator<Item = &'a EndpointSlice> {
+        self.endpoint_slices
+            .range(ObjectKey::new(svc.namespace.clone(), String::new())..)
+            .take_while(move |(k, _)| k.namespace == svc.namespace)
+            .map(|(_, s)| s)
+            .filter(move |s| s.service_name == svc.name)
+    }
+
+    /// Pods of a namespace.
+    pub fn pods_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Pod> {
+        self.pods
+            .range(ObjectKey::new(namespace, String::new())..)
+            .take_while(move |(k, _)| k.namespace == namespace)
+            .map(|(_, p)| p)
+    }
+
+    /// Number of objects of each kind, for summaries.
+    pub fn counts(&self) -> Vec<(Kind, usize)> {
+        let w = |k: Kind| self.workloads.keys().filter(|(kk, _)| *kk == k).count();
+        vec![
+            (Kind::Namespace, self.namespaces.len()),
+            (Kind::Node, self.nodes.len()),
+            (Kind::Pod, self.pods.len()),
+            (Kind::Service, self.services.len()),
+            (Kind::EndpointSlice, self.endpoint_slices.len()),
+            (Kind::Deployment, w(Kind::Deployment)),
+            (Kind::ReplicaSet, w(Kind::ReplicaSet)),
+            (Kind::StatefulSet, w(Kind::StatefulSet)),
+            (Kind::DaemonSet, w(Kind::DaemonSet)),
+            (Kind::Ingress, self.ingresses.len()),
+            (Kind::IngressClass, self.ingress_classes.len()),
+            (Kind::NetworkPolicy, self.network_policies.len()),
+            (Kind::Secret, self.secrets.len()),
+            (Kind::ConfigMap, self.config_maps.len()),
+        ]
+    }
+}

@@ -1,0 +1,298 @@
+//! Derivations, as Kubernetes' controllers would make them: namespaces, nodes, pods from
+//! workloads, addresses, and EndpointSlices. Pure and deterministic: the same objects give
+//! the same cluster whatever the order they were read in.
+
+mod alloc;
+mod endpoints;
+mod workloads;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+
+use crate::cluster::Cluster;
+use crate::diag::{Diagnostic, Diagnostics, Source};
+use crate::kind::Kind;
+use crate::plan::AddressPlan;
+use crate::types::*;
+use crate::validate::Objects;
+
+pub use alloc::fnv1a;
+
+/// Namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Builds the cluster from validated objects.
+pub(crate) fn derive(
+    objects: Objects,
+    plan: &AddressPlan,
+    previous: Option<&Cluster>,
+    diags: &mut Diagnostics,
+) -> Cluster {
+    let Objects {
+        namespaces,
+        nodes,
+        pods,
+        workloads,
+        services,
+        endpoint_slices,
+        ingresses,
+        ingress_classes,
+        network_policies,
+        secrets,
+        config_maps,
+        others,
+    } = objects;
+    let mut c = Cluster {
+        plan: plan.clone(),
+        ..Cluster::default()
+    };
+
+    // Objects without dependencies are keyed first.
+    for i in ingresses {
+        c.ingresses.insert(key(&i.meta), i);
+    }
+    for i in ingress_classes {
+        c.ingress_classes.insert(i.meta.name.clone(), i);
+    }
+    for p in network_policies {
+        c.network_policies.insert(key(&p.meta), p);
+    }
+    for s in secrets {
+        c.secrets.insert(key(&s.meta), s);
+    }
+    for m in config_maps {
+        c.config_maps.insert(key(&m.meta), m);
+    }
+    c.others = others;
+
+    // Workloads make pods (written pods first, so derived names can be checked).
+    let mut all_pods: BTreeMap<ObjectKey, Pod> = BTreeMap::new();
+    for p in pods {
+        all_pods.insert(key(&p.meta), p);
+    }
+    let referenced: Vec<(String, Source)> = workloads
+        .iter()
+        .filter_map(|w| Some((w.pod_spec.node_name.clone()?, w.meta.source.clone())))
+        .collect();
+    let nodes = alloc::nodes(nodes, &all_pods, plan, &referenced, diags);
+    let (workload_map, derived_pods) =
+        workloads::derive_workloads(workloads, &all_pods, &nodes, diags);
+    for p in derived_pods {
+        let k = key(&p.meta);
+        if let Some(existing) = all_pods.get(&k) {
+            diags.push(
+                Diagnostic::error(
+                    "name-collision",
+                    existing.meta.source.clone(),
+                    format!(
+                        "Pod {k} is also the name of a pod its {} creates (from {})",
+                        p.owner.as_ref().map_or("controller", |o| o.kind.as_str()),
+                        p.meta.source
+                    ),
+                )
+                .on(existing.meta.object_ref(Kind::Pod))
+                .field("metadata.name"),
+            );
+            continue;
+        }
+        all_pods.insert(k, p);
+    }
+    c.workloads = workload_map;
+    c.nodes = nodes;
+
+    // Addresses.
+    alloc::place_pods(&mut all_pods, &c.nodes, plan, previous, diags);
+    c.pods = all_pods;
+    let mut services: Vec<Service> = services;
+    add_builtin_services(&mut services, plan);
+    c.services = alloc::services(services, &c.nodes, plan, previous, diags);
+
+    // EndpointSlices.
+    c.endpoint_slices = endpoints::endpoint_slices(&c, endpoint_slices, diags);
+
+    // Namespaces last: every object above may have created one.
+    c.namespaces = namespaces_for(&c, namespaces, diags);
+    c
+}
+
+fn key(m: &Meta) -> ObjectKey {
+    ObjectKey::new(m.namespace.clone(), m.name.clone())
+}
+
+/// Metadata for objects svcnet creates itself.
+pub(crate) fn builtin_meta(namespace: &str, name: &str) -> Meta {
+    Meta {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        creation_timestamp: None,
+        terminating: false,
+        source: Source::builtin(),
+        locator: None,
+    }
+}
+
+/// `default/kubernetes` and `kube-system/kube-dns`, as a real cluster has them, unless the
+/// manifests define them.
+fn add_builtin_services(services: &mut Vec<Service>, plan: &AddressPlan) {
+    let has = |services: &Vec<Service>, ns: &str, name: &str| {
+        services
+            .iter()
+            .any(|s| s.meta.namespace == ns && s.meta.name == name)
+    };
+    let builtin = |ns: &str,
+                   name: &str,
+                   ip: Option<std::net::IpAddr>,
+                   ports: Vec<ServicePort>,
+                   labels: &[(&str, &str)]| {
+        let mut meta = builtin_meta(ns, name);
+        meta.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let raw = core::Service {
+            metadata: meta::ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(ns.to_string()),
+                labels: Some(meta.labels.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Service {
+            meta,
+            type_: ServiceType::ClusterIP,
+            selector: None,
+            cluster_ips: ClusterIps::Ips(ip.into_iter().collect()),
+            ip_families: Vec::new(),
+            ip_family_policy: IpFamilyPolicy::SingleStack,
+            ports,
+            external_name: None,
+            external_ips: Vec::new(),
+            load_balancer_ips: Vec::new(),
+            load_balancer_source_ranges: Vec::new(),
+            session_affinity: SessionAffinity::None,
+            external_traffic_policy: TrafficPolicy::Cluster,
+            internal_traffic_policy: TrafficPolicy::Cluster,
+            health_check_node_port: None,
+            publish_not_ready_addresses: false,
+            raw: Arc::new(raw),
+        }
+    };
+    let port = |name: &str, port: u16, protocol: Protocol, target: u16| ServicePort {
+        name: Some(name.to_string()),
+        protocol,
+        port,
+        target_port: PortRef::Number(target),
+        node_port: None,
+        app_protocol: None,
+    };
+    if !has(services, "default", "kubernetes") {
+        services.push(builtin(
+            "default",
+            "kubernetes",
+            plan.kubernetes_service_ip(),
+            vec![port("https", 443, Protocol::Tcp, 6443)],
+            &[("component", "apiserver"), ("provider", "kubernetes")],
+        ));
+    }
+    if !has(services, "kube-system", "kube-dns") {
+        services.push(builtin(
+            "kube-system",
+            "kube-dns",
+            plan.dns_service_ip(),
+            vec![
+                port("dns", 53, Protocol::Udp, 53),
+                port("dns-tcp", 53, Protocol::Tcp, 53),
+                port("metrics", 9153, Protocol::Tcp, 9153),
+            ],
+            &[
+                ("k8s-app", "kube-dns"),
+                ("kubernetes.io/name", "CoreDNS"),
+                ("kubernetes.io/cluster-service", "true"),
+            ],
+        ));
+    }
+}
+
+/// Declared namespaces, the system namespaces, and every namespace an object uses.
+fn namespaces_for(
+    c: &Cluster,
+    declared: Vec<Namespace>,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Namespace> {
+    let mut out: BTreeMap<String, Namespace> = declared
+        .into_iter()
+        .map(|n| (n.meta.name.clone(), n))
+        .collect();
+    let implicit = |name: &str| {
+        let mut meta = builtin_meta("", name);
+        meta.labels.insert(
+            crate::validate::NAMESPACE_NAME_LABEL.to_string(),
+            name.to_string(),
+        );
+        Namespace {
+            meta,
+            implicit: true,
+            raw: None,
+        }
+    };
+    for ns in SYSTEM_NAMESPACES {
+        out.entry(ns.to_string()).or_insert_with(|| implicit(ns));
+    }
+    // The first object (by source) in each undeclared namespace gets the notice.
+    let mut used: BTreeMap<&str, (&Source, Kind, &str)> = BTreeMap::new();
+    let metas = c
+        .pods
+        .values()
+        .map(|p| (&p.meta, Kind::Pod))
+        .chain(c.services.values().map(|s| (&s.meta, Kind::Service)))
+        .chain(c.workloads.iter().map(|((k, _), w)| (&w.meta, *k)))
+        .chain(
+            c.endpoint_slices
+                .values()
+                .map(|s| (&s.meta, Kind::EndpointSlice)),
+        )
+        .chain(c.ingresses.values().map(|s| (&s.meta, Kind::Ingress)))
+        .chain(
+            c.network_policies
+                .values()
+                .map(|s| (&s.meta, Kind::NetworkPolicy)),
+        )
+        .chain(c.secrets.values().map(|s| (&s.meta, Kind::Secret)))
+        .chain(c.config_maps.values().map(|s| (&s.meta, Kind::ConfigMap)));
+    for (m, kind) in metas {
+        if m.namespace.is_empty() || out.contains_key(&m.namespace) {
+            continue;
+        }
+        let entry = used
+            .entry(m.namespace.as_str())
+            .or_insert((&m.source, kind, m.name.as_str()));
+        if m.source < *entry.0 {
+            *entry = (&m.source, kind, m.name.as_str());
+        }
+    }
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for (ns, (source, kind, name)) in used {
+        diags.push(
+            Diagnostic::notice(
+                "implicit-namespace",
+                source.clone(),
+                format!("namespace {ns:?} is not declared; svcnet creates it"),
+            )
+            .on(crate::diag::ObjectRef::new(kind, ns, name))
+            .field("metadata.namespace"),
+        );
+        names.insert(ns.to_string());
+    }
+    for ns in names {
+        let n = implicit(&ns);
+        out.insert(ns, n);
+    }
+    out
+}

@@ -1,0 +1,375 @@
+//! Workloads to pods, as the Deployment, ReplicaSet, StatefulSet and DaemonSet controllers
+//! would create them, with stable names.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+
+use super::alloc::fnv1a;
+use crate::diag::Diagnostics;
+use crate::kind::Kind;
+use crate::types::*;
+
+/// The alphabet Kubernetes uses for generated name suffixes (no vowels, no confusables).
+const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `pod-template-hash` as Kubernetes computes it: a 32-bit FNV-1a hash of the template,
+/// printed in decimal and each digit mapped through the safe alphabet.
+pub fn pod_template_hash(template: &core::PodTemplateSpec) -> String {
+    // Serialization of k8s-openapi types is deterministic (maps are BTreeMaps).
+    let text = serde_json::to_string(template).unwrap_or_default();
+    let h = fnv1a(text.as_bytes()) as u32;
+    safe_encode(&h.to_string())
+}
+
+/// Kubernetes' `rand.SafeEncodeString`.
+fn safe_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
+        .collect()
+}
+
+/// A stable five-character suffix, standing in for the random one controllers pick.
+pub fn stable_suffix(seed: &str) -> String {
+    let mut h = fnv1a(seed.as_bytes());
+    let mut out = String::with_capacity(5);
+    for _ in 0..5 {
+        out.push(ALPHANUMS[(h % ALPHANUMS.len() as u64) as usize] as char);
+        h /= ALPHANUMS.len() as u64;
+    }
+    out
+}
+
+/// A stable UID in UUID form for an object svcnet derives.
+pub fn stable_uid(kind: &str, namespace: &str, name: &str) -> String {
+    let a = fnv1a(format!("{kind}/{namespace}/{name}").as_bytes());
+    let b = fnv1a(format!("{name}/{namespace}/{kind}").as_bytes());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn owner_ref(kind: Kind, m: &Meta) -> meta::OwnerReference {
+    meta::OwnerReference {
+        api_version: kind.api_version().to_string(),
+        kind: kind.as_str().to_string(),
+        name: m.name.clone(),
+        uid: stable_uid(kind.as_str(), &m.namespace, &m.name),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Everything a derivation needs about nodes: names of schedulable nodes, sorted.
+pub(super) struct NodeNames<'a>(pub Vec<&'a str>);
+
+/// Derives ReplicaSets from Deployments, and pods from ReplicaSets, StatefulSets and
+/// DaemonSets. A controller whose objects are already written (an export of a real
+/// cluster) derives nothing: the written objects stand.
+pub(super) fn derive_workloads(
+    workloads: Vec<Workload>,
+    written_pods: &BTreeMap<ObjectKey, Pod>,
+    nodes: &BTreeMap<String, Node>,
+    _diags: &mut Diagnostics,
+) -> (BTreeMap<(Kind, ObjectKey), Workload>, Vec<Pod>) {
+    let schedulable = NodeNames(
+        nodes
+            .values()
+            .filter(|n| n.schedulable)
+            .map(|n| n.meta.name.as_str())
+            .collect(),
+    );
+    let owned = |kind: &str, ns: &str, name: &str| {
+        written_pods.values().any(|p| {
+            p.meta.namespace == ns
+                && p.owner
+                    .as_ref()
+                    .is_some_and(|o| o.kind == kind && o.name == name)
+        })
+    };
+    let mut out: BTreeMap<(Kind, ObjectKey), Workload> = BTreeMap::new();
+    let mut pods = Vec::new();
+    let written_rs_owners: Vec<(String, String)> = workloads
+        .iter()
+        .filter(|w| w.kind == Kind::ReplicaSet)
+        .filter_map(|w| {
+            let WorkloadRaw::ReplicaSet(rs) = &w.raw else {
+                return None;
+            };
+            let owner = rs
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.kind == "Deployment" && o.controller == Some(true))?;
+            Some((w.meta.namespace.clone(), owner.name.clone()))
+        })
+        .collect();
+    let mut replica_sets = Vec::new();
+    for mut w in workloads {
+        let k = (
+            w.kind,
+            ObjectKey::new(w.meta.namespace.clone(), w.meta.name.clone()),
+        );
+        match w.kind {
+            Kind::Deployment => {
+                let hash = pod_template_hash(&w.template);
+                w.template_hash = Some(hash.clone());
+                let exported = written_rs_owners
+                    .iter()
+                    .any(|(ns, n)| *ns == w.meta.namespace && *n == w.meta.name);
+                if !exported {
+                    replica_sets.push(replica_set_for(&w, &hash));
+                }
+            }
+            Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet => {
+                if !owned(w.kind.as_str(), &w.meta.namespace, &w.meta.name) {
+                    pods.extend(pods_of(&w, &schedulable));
+                }
+            }
+            _ => {}
+        }
+        out.insert(k, w);
+    }
+    for rs in replica_sets {
+        pods.extend(pods_of(&rs, &schedulable));
+        out.insert(
+            (
+                Kind::ReplicaSet,
+                ObjectKey::new(rs.meta.namespace.clone(), rs.meta.name.clone()),
+            ),
+            rs,
+        );
+    }
+    (out, pods)
+}
+
+/// The ReplicaSet a Deployment's current revision runs.
+fn replica_set_for(d: &Workload, hash: &str) -> Workload {
+    let name = format!("{}-{hash}", d.meta.name);
+    let mut template = (*d.template).clone();
+    let tmeta = template.metadata.get_or_insert_with(Default::default);
+    tmeta
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("pod-template-hash".into(), hash.into());
+    let mut selector = d.selector.clone();
+    selector.requirements.push(crate::selector::Requirement::In(
+        "pod-template-hash".into(),
+        vec![hash.into()],
+    ));
+    let mut labels = tmeta.labels.clone().unwrap_or_default();
+    labels.insert("pod-template-hash".into(), hash.into());
+    let mut meta = d.meta.clone();
+    meta.name = name.clone();
+    meta.labels = labels.clone();
+    meta.annotations = BTreeMap::from([
+        (
+            "deployment.kubernetes.io/desired-replicas".to_string(),
+            d.replicas.to_string(),
+        ),
+        (
+            "deployment.kubernetes.io/revision".to_string(),
+            "1".to_string(),
+        ),
+    ]);
+    let raw = apps::ReplicaSet {
+        metadata: meta::ObjectMeta {
+            name: Some(name),
+            namespace: Some(d.meta.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(meta.annotations.clone()),
+            owner_references: Some(vec![owner_ref(Kind::Deployment, &d.meta)]),
+            uid: Some(stable_uid("ReplicaSet", &meta.namespace, &meta.name)),
+            ..Default::default()
+        },
+        spec: apps::ReplicaSetSpec {
+            replicas: Some(i32::try_from(d.replicas).unwrap_or(i32::MAX)),
+            selector: selector.to_k8s(),
+            template: Some(template.clone()),
+            ..Default::default()
+        },
+        status: None,
+    };
+    Workload {
+        kind: Kind::ReplicaSet,
+        meta,
+        replicas: d.replicas,
+        selector,
+        service_name: None,
+        template: Arc::new(template),
+        pod_spec: d.pod_spec.clone(),
+        template_hash: Some(hash.to_string()),
+        raw: WorkloadRaw::ReplicaSet(Arc::new(raw)),
+    }
+}
+
+/// The pods a ReplicaSet, StatefulSet or DaemonSet runs.
+fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
+    let wkey = format!("{}/{}/{}", w.kind.as_str(), w.meta.namespace, w.meta.name);
+    let start = fnv1a(wkey.as_bytes());
+    let node_for = |ordinal: u64| -> String {
+        if let Some(n) = &w.pod_spec.node_name {
+            return n.clone();
+        }
+        if nodes.0.is_empty() {
+            return String::new();
+        }
+        let i = (start.wrapping_add(ordinal) % nodes.0.len() as u64) as usize;
+        nodes.0[i].to_string()
+    };
+    let revision = format!(
+        "{}-{}",
+        w.meta.name,
+        w.template_hash
+            .clone()
+            .unwrap_or_else(|| pod_template_hash(&w.template))
+    );
+    match w.kind {
+        Kind::ReplicaSet => (0..w.replicas)
+            .map(|i| {
+                let name = format!("{}-{}", w.meta.name, stable_suffix(&format!("{wkey}/{i}")));
+                make_pod(w, name, node_for(u64::from(i)), None, &[])
+            })
+            .collect(),
+        Kind::StatefulSet => (0..w.replicas)
+            .map(|i| {
+                let name = format!("{}-{i}", w.meta.name);
+                let extra = [
+                    ("statefulset.kubernetes.io/pod-name", name.clone()),
+                    ("apps.kubernetes.io/pod-index", i.to_string()),
+                    ("controller-revision-hash", revision.clone()),
+                ];
+                let identity = (name.clone(), w.service_name.clone());
+                make_pod(w, name, node_for(u64::from(i)), Some(identity), &extra)
+            })
+            .collect(),
+        Kind::DaemonSet => {
+            let targets: Vec<String> = match &w.pod_spec.node_name {
+                Some(n) => vec![n.clone()],
+                None => nodes.0.iter().map(|s| s.to_string()).collect(),
+            };
+            targets
+                .into_iter()
+                .map(|node| {
+                    let name = format!(
+                        "{}-{}",
+                        w.meta.name,
+                        stable_suffix(&format!("{wkey}/{node}"))
+                    );
+                    let extra = [
+                        ("controller-revision-hash", revision.clone()),
+                        ("pod-template-generation", "1".to_string()),
+                    ];
+                    make_pod(w, name, node, None, &extra)
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A pod as its controller creates it: the template's metadata and spec, an owner
+/// reference, a node, and for StatefulSets a stable hostname and subdomain.
+fn make_pod(
+    w: &Workload,
+    name: String,
+    node_name: String,
+    identity: Option<(String, Option<String>)>,
+    extra_labels: &[(&str, String)],
+) -> Pod {
+    let tmeta = w.template.metadata.clone().unwrap_or_default();
+    let mut labels = tmeta.labels.clone().unwrap_or_default();
+    for (k, v) in extra_labels {
+        labels.insert(k.to_string(), v.clone());
+    }
+    let annotations = tmeta.annotations.clone().unwrap_or_default();
+    let mut spec = w.template.spec.clone().unwrap_or_default();
+    let mut info = w.pod_spec.clone();
+    if let Some((hostname, subdomain)) = identity {
+        spec.hostname = Some(hostname.clone());
+        info.hostname = Some(hostname);
+        if subdomain.is_some() {
+            spec.subdomain = subdomain.clone();
+            info.subdomain = subdomain;
+        }
+    }
+    if !node_name.is_empty() {
+        spec.node_name = Some(node_name.clone());
+    }
+    let raw = core::Pod {
+        metadata: meta::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(w.meta.namespace.clone()),
+            labels: (!labels.is_empty()).then(|| labels.clone()),
+            annotations: (!annotations.is_empty()).then(|| annotations.clone()),
+            owner_references: Some(vec![owner_ref(w.kind, &w.meta)]),
+            uid: Some(stable_uid("Pod", &w.meta.namespace, &name)),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    Pod {
+        meta: Meta {
+            name,
+            namespace: w.meta.namespace.clone(),
+            labels,
+            annotations,
+            creation_timestamp: w.meta.creation_timestamp,
+            terminating: false,
+            source: w.meta.source.clone(),
+            locator: w.meta.locator.clone(),
+        },
+        node_name,
+        ips: Vec::new(),
+        host_ip: None,
+        host_network: info.host_network,
+        hostname: info.hostname,
+        subdomain: info.subdomain,
+        containers: info.containers,
+        phase: PodPhase::Running,
+        ready: true,
+        dns_policy: info.dns_policy,
+        dns_config: info.dns_config,
+        owner: Some(Owner {
+            kind: w.kind.as_str().to_string(),
+            name: w.meta.name.clone(),
+        }),
+        raw: Arc::new(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_encoding_matches_kubernetes() {
+        // rand.SafeEncodeString("0123456789") in Go maps each byte through the alphabet.
+        assert_eq!(safe_encode("0123456789"), "456789bcdf");
+    }
+
+    #[test]
+    fn suffixes_are_stable_and_safe() {
+        let a = stable_suffix("ReplicaSet/default/web/0");
+        assert_eq!(a, stable_suffix("ReplicaSet/default/web/0"));
+        assert_ne!(a, stable_suffix("ReplicaSet/default/web/1"));
+        assert_eq!(a.len(), 5);
+        assert!(a.bytes().all(|b| ALPHANUMS.contains(&b)));
+    }
+
+    #[test]
+    fn uids_look_like_uuids() {
+        let u = stable_uid("Pod", "default", "web");
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.matches('-').count(), 4);
+    }
+}

@@ -1,0 +1,1 @@
+//! `svcnet check`: findings beyond what the API server rejects.
