@@ -103,12 +103,14 @@ impl Cluster {
     }
 
     /// The EndpointSlices of a Service.
-    pub fn slices_of<'a>(&'a self, svc: &'a ObjectKey) -> impl Iterator<Item = &'a EndpointSlice> {
+    pub fn slices_of(&self, svc: &ObjectKey) -> impl Iterator<Item = &EndpointSlice> + '_ {
+        let ns = svc.namespace.clone();
+        let name = svc.name.clone();
         self.endpoint_slices
-            .range(ObjectKey::new(svc.namespace.clone(), String::new())..)
-            .take_while(move |(k, _)| k.namespace == svc.namespace)
+            .range(ObjectKey::new(ns.clone(), String::new())..)
+            .take_while(move |(k, _)| k.namespace == ns)
             .map(|(_, s)| s)
-            .filter(move |s| s.service_name == svc.name)
+            .filter(move |s| s.service_name == name)
     }
 
     /// Pods of a namespace.

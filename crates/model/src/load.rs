@@ -110,7 +110,7 @@ impl RawObject {
     /// A reference for diagnostics, as well as the raw value allows.
     pub fn object_ref(&self) -> ObjectRef {
         ObjectRef {
-            kind: self.kind().unwrap_or("<no kind>").to_string(),
+            kind: self.kind().unwrap_or("object").to_string(),
             namespace: self.namespace().to_string(),
             name: self.name().to_string(),
         }
@@ -241,8 +241,7 @@ pub fn split_documents(text: &str) -> Vec<(std::ops::Range<usize>, u32)> {
     let mut start = 0usize;
     let mut start_line = 1u32;
     let mut offset = 0usize;
-    let mut line_no = 1u32;
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1u32..).zip(text.split_inclusive('\n')) {
         if is_marker(line, "---") {
             if offset > start {
                 docs.push((start..offset, start_line));
@@ -256,7 +255,6 @@ pub fn split_documents(text: &str) -> Vec<(std::ops::Range<usize>, u32)> {
             start_line = line_no + 1;
         }
         offset += line.len();
-        line_no += 1;
     }
     if offset > start {
         docs.push((start..offset, start_line));

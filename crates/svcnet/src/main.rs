@@ -1,1 +1,60 @@
-fn main() {}
+//! svcnet: Kubernetes service networking in one binary.
+//!
+//! The binary parses flags, wires the library crates together and prints for people.
+//! Business logic lives in the crates below it (DESIGN.md).
+
+mod check;
+mod get;
+mod plan_args;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes Services, Ingress, NetworkPolicy and cluster DNS, from manifests, in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "svcnet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show objects of the cluster the manifests describe, like `kubectl get`.
+    Get(get::GetArgs),
+    /// Validate manifests and report what will not work as intended.
+    Check(check::CheckArgs),
+    /// Print the version.
+    Version,
+}
+
+/// Manifest sources, like `kubectl -f`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Sources {
+    /// A manifest file, a directory (recursive: *.yaml, *.yml, *.json) or `-` for stdin.
+    /// Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Get(args) => get::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Version => {
+            println!("svcnet {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -399,11 +399,11 @@ pub(super) fn place_pods(
             .unwrap_or_default();
         let mut kept = Vec::new();
         for ip in prev_ips {
-            if let Some(pool) = pools.get_mut(&(p.node_name.clone(), IpFamily::of(&ip))) {
-                if pool.is_free(&ip) {
-                    pool.take(&ip);
-                    kept.push(ip);
-                }
+            if let Some(pool) = pools.get_mut(&(p.node_name.clone(), IpFamily::of(&ip)))
+                && pool.is_free(&ip)
+            {
+                pool.take(&ip);
+                kept.push(ip);
             }
         }
         p.ips = kept;
@@ -561,13 +561,13 @@ pub(super) fn services(
         }) {
             for ip in p.cluster_ip_list() {
                 let f = IpFamily::of(ip);
-                if s.ip_families.contains(&f) && !ips.iter().any(|x| IpFamily::of(x) == f) {
-                    if let Some(pool) = pools.get_mut(&f) {
-                        if pool.is_free(ip) {
-                            pool.take(ip);
-                            ips.push(*ip);
-                        }
-                    }
+                if s.ip_families.contains(&f)
+                    && !ips.iter().any(|x| IpFamily::of(x) == f)
+                    && let Some(pool) = pools.get_mut(&f)
+                    && pool.is_free(ip)
+                {
+                    pool.take(ip);
+                    ips.push(*ip);
                 }
             }
         }
@@ -801,9 +801,10 @@ fn load_balancers<'a>(
                     }
                 }
                 for p in &s.ports {
-                    if let Some(other) = claims.insert((*ip, p.port, p.protocol), k.clone()) {
-                        if other != k {
-                            diags.push(
+                    if let Some(other) = claims.insert((*ip, p.port, p.protocol), k.clone())
+                        && other != k
+                    {
+                        diags.push(
                                 Diagnostic::error(
                                     "address-conflict",
                                     s.meta.source_of(field),
@@ -812,7 +813,6 @@ fn load_balancers<'a>(
                                 .on(s.meta.object_ref(Kind::Service))
                                 .field(field),
                             );
-                        }
                     }
                 }
             }

@@ -129,10 +129,10 @@ pub(super) fn derive_workloads(
                     replica_sets.push(replica_set_for(&w, &hash));
                 }
             }
-            Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet => {
-                if !owned(w.kind.as_str(), &w.meta.namespace, &w.meta.name) {
-                    pods.extend(pods_of(&w, &schedulable));
-                }
+            Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet
+                if !owned(w.kind.as_str(), &w.meta.namespace, &w.meta.name) =>
+            {
+                pods.extend(pods_of(&w, &schedulable));
             }
             _ => {}
         }

@@ -26,11 +26,11 @@ pub(super) fn fix_missing_path_type(cx: &mut Ctx<'_>) {
                 continue;
             };
             for (j, path) in paths.iter_mut().enumerate() {
-                if let Some(obj) = path.as_object_mut() {
-                    if obj.get("pathType").is_none_or(Value::is_null) {
-                        obj.insert("pathType".into(), Value::from("ImplementationSpecific"));
-                        missing.push(format!("spec.rules[{i}].http.paths[{j}]"));
-                    }
+                if let Some(obj) = path.as_object_mut()
+                    && obj.get("pathType").is_none_or(Value::is_null)
+                {
+                    obj.insert("pathType".into(), Value::from("ImplementationSpecific"));
+                    missing.push(format!("spec.rules[{i}].http.paths[{j}]"));
                 }
             }
         }
@@ -258,14 +258,14 @@ pub(super) fn ingress(cx: &mut Ctx<'_>, ing: net::Ingress) -> Option<Ingress> {
             .map(|(j, h)| host(cx, &format!("spec.tls[{i}].hosts[{j}]"), h))
             .collect();
         let secret_name = t.secret_name.clone().filter(|s| !s.is_empty());
-        if let Some(s) = &secret_name {
-            if let Err(e) = names::dns1123_subdomain(s) {
-                cx.error(
-                    "invalid-name",
-                    &format!("spec.tls[{i}].secretName"),
-                    format!("Invalid value: {e}"),
-                );
-            }
+        if let Some(s) = &secret_name
+            && let Err(e) = names::dns1123_subdomain(s)
+        {
+            cx.error(
+                "invalid-name",
+                &format!("spec.tls[{i}].secretName"),
+                format!("Invalid value: {e}"),
+            );
         }
         tls.push(IngressTls { hosts, secret_name });
     }

@@ -16,14 +16,14 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// Validates a Namespace and sets `kubernetes.io/metadata.name`.
 pub(super) fn namespace(cx: &mut Ctx<'_>, ns: core::Namespace) -> Option<Namespace> {
     let mut meta = cx.meta(&ns.metadata);
-    if let Some(v) = meta.labels.get(NAMESPACE_NAME_LABEL) {
-        if *v != meta.name {
-            cx.warn(
+    if let Some(v) = meta.labels.get(NAMESPACE_NAME_LABEL)
+        && *v != meta.name
+    {
+        cx.warn(
                 "overridden-label",
                 &format!("metadata.labels[{NAMESPACE_NAME_LABEL}]"),
                 format!("the API server always sets this label to the namespace's name; {v:?} is replaced by {:?}", meta.name),
             );
-        }
     }
     meta.labels
         .insert(NAMESPACE_NAME_LABEL.to_string(), meta.name.clone());
@@ -40,10 +40,10 @@ pub(super) fn node(cx: &mut Ctx<'_>, node: core::Node) -> Option<NodeInput> {
     let spec = node.spec.clone().unwrap_or_default();
     let mut pod_cidrs = Vec::new();
     let mut cidrs: Vec<String> = spec.pod_cidrs.clone().unwrap_or_default();
-    if let Some(c) = spec.pod_cidr.clone().filter(|c| !c.is_empty()) {
-        if !cidrs.contains(&c) {
-            cidrs.insert(0, c);
-        }
+    if let Some(c) = spec.pod_cidr.clone().filter(|c| !c.is_empty())
+        && !cidrs.contains(&c)
+    {
+        cidrs.insert(0, c);
     }
     for (i, c) in cidrs.iter().enumerate() {
         if let Some(net) = cx.cidr(&format!("spec.podCIDRs[{i}]"), c) {
@@ -79,14 +79,14 @@ fn endpoint_port(
     app_protocol: Option<&str>,
 ) -> Option<EndpointPort> {
     let name = name.unwrap_or("").to_string();
-    if !name.is_empty() {
-        if let Err(e) = names::dns1123_label(&name) {
-            cx.error(
-                "invalid-name",
-                &format!("{field}.name"),
-                format!("Invalid value: {e}"),
-            );
-        }
+    if !name.is_empty()
+        && let Err(e) = names::dns1123_label(&name)
+    {
+        cx.error(
+            "invalid-name",
+            &format!("{field}.name"),
+            format!("Invalid value: {e}"),
+        );
     }
     let port = match port {
         Some(p) => Some(cx.port(&format!("{field}.port"), p)?),
@@ -179,14 +179,14 @@ pub(super) fn endpoint_slice(
         for (j, a) in e.addresses.iter().enumerate() {
             check_address(cx, &format!("{field}.addresses[{j}]"), address_type, a);
         }
-        if let Some(h) = &e.hostname {
-            if let Err(err) = names::dns1123_label(h) {
-                cx.error(
-                    "invalid-name",
-                    &format!("{field}.hostname"),
-                    format!("Invalid value: {err}"),
-                );
-            }
+        if let Some(h) = &e.hostname
+            && let Err(err) = names::dns1123_label(h)
+        {
+            cx.error(
+                "invalid-name",
+                &format!("{field}.hostname"),
+                format!("Invalid value: {err}"),
+            );
         }
         let c = e.conditions.clone().unwrap_or_default();
         let ready = c.ready.unwrap_or(true);
@@ -220,7 +220,7 @@ pub(super) fn endpoint_slice(
             "no kubernetes.io/service-name label: this EndpointSlice belongs to no Service and is not used",
         );
     }
-    cx.ok().then(|| EndpointSlice {
+    cx.ok().then_some(EndpointSlice {
         meta,
         service_name,
         address_type,

@@ -75,7 +75,7 @@ pub struct Objects {
 /// (the caller refuses the whole set when `diags` has errors).
 pub fn validate(raws: Vec<RawObject>, diags: &mut Diagnostics) -> Objects {
     let mut out = Objects::default();
-    let mut seen: HashMap<(String, String, String), Source> = HashMap::new();
+    let mut seen: HashMap<(String, String, String), (Source, Value)> = HashMap::new();
     for mut raw in raws {
         let (Some(kind_str), Some(api_version)) = (
             raw.kind().map(str::to_string),
@@ -149,19 +149,33 @@ pub fn validate(raws: Vec<RawObject>, diags: &mut Diagnostics) -> Objects {
         let key = (kind_str.clone(), ns, raw.name().to_string());
         let (_, key_ns, key_name) = key.clone();
         if !key.2.is_empty() {
-            if let Some(first) = seen.get(&key) {
-                diags.push(
-                    Diagnostic::error(
-                        "duplicate-object",
-                        raw.source.clone(),
-                        format!("Duplicate value: already defined at {first}"),
-                    )
-                    .on(ObjectRef::new(kind, &key.1, &key.2))
-                    .field("metadata.name"),
-                );
+            if let Some((first, value)) = seen.get(&key) {
+                // The same object written twice (two scenarios sharing a namespace, say)
+                // is one object, as `kubectl apply` would leave it; two different objects
+                // under one name are an error.
+                if same_object(value, &raw.value) {
+                    diags.push(
+                        Diagnostic::notice(
+                            "repeated-object",
+                            raw.source.clone(),
+                            format!("the same object is already defined at {first}; kept once"),
+                        )
+                        .on(ObjectRef::new(kind, &key.1, &key.2)),
+                    );
+                } else {
+                    diags.push(
+                        Diagnostic::error(
+                            "duplicate-object",
+                            raw.source.clone(),
+                            format!("Duplicate value: already defined, differently, at {first}"),
+                        )
+                        .on(ObjectRef::new(kind, &key.1, &key.2))
+                        .field("metadata.name"),
+                    );
+                }
                 continue;
             }
-            seen.insert(key, raw.source.clone());
+            seen.insert(key, (raw.source.clone(), raw.value.clone()));
         }
         let obj = ObjectRef::new(kind, &key_ns, &key_name);
         let value = std::mem::take(&mut raw.value);
@@ -553,6 +567,21 @@ impl<'a> Ctx<'a> {
     pub(crate) fn value_at(&self, pointer: &str) -> Option<&Value> {
         self.value.pointer(pointer)
     }
+}
+
+/// Two manifests of one object are the same when they differ at most in an explicit
+/// `namespace: default`.
+fn same_object(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut)
+            && m.get("namespace").and_then(Value::as_str) == Some("default")
+        {
+            m.remove("namespace");
+        }
+        v
+    };
+    a == b || strip(a) == strip(b)
 }
 
 /// serde's message, made readable: "missing field `selector`" → "Required value: ...".

@@ -119,14 +119,14 @@ fn pod_spec(cx: &mut Ctx<'_>, prefix: &str, spec: &core::PodSpec) -> PodSpecInfo
         ("hostname", spec.hostname.as_deref()),
         ("subdomain", spec.subdomain.as_deref()),
     ] {
-        if let Some(v) = v {
-            if let Err(e) = names::dns1123_label(v) {
-                cx.error(
-                    "invalid-name",
-                    &format!("{prefix}.{field}"),
-                    format!("Invalid value: {e}"),
-                );
-            }
+        if let Some(v) = v
+            && let Err(e) = names::dns1123_label(v)
+        {
+            cx.error(
+                "invalid-name",
+                &format!("{prefix}.{field}"),
+                format!("Invalid value: {e}"),
+            );
         }
     }
     let host_network = spec.host_network.unwrap_or(false);
@@ -266,18 +266,18 @@ fn probe(cx: &mut Ctx<'_>, field: &str, p: &core::Probe) -> Option<Probe> {
             });
         }
     }
-    if let Some(t) = &p.tcp_socket {
-        if let Some(port) = cx.port_ref(&format!("{field}.tcpSocket.port"), &t.port) {
-            actions.push(ProbeAction::TcpSocket { port });
-        }
+    if let Some(t) = &p.tcp_socket
+        && let Some(port) = cx.port_ref(&format!("{field}.tcpSocket.port"), &t.port)
+    {
+        actions.push(ProbeAction::TcpSocket { port });
     }
-    if let Some(g) = &p.grpc {
-        if let Some(port) = cx.port(&format!("{field}.grpc.port"), g.port) {
-            actions.push(ProbeAction::Grpc {
-                port,
-                service: g.service.clone(),
-            });
-        }
+    if let Some(g) = &p.grpc
+        && let Some(port) = cx.port(&format!("{field}.grpc.port"), g.port)
+    {
+        actions.push(ProbeAction::Grpc {
+            port,
+            service: g.service.clone(),
+        });
     }
     if let Some(e) = &p.exec {
         actions.push(ProbeAction::Exec {
@@ -344,18 +344,18 @@ pub(super) fn pod(cx: &mut Ctx<'_>, pod: core::Pod) -> Option<Pod> {
             ips.push(ip);
         }
     }
-    if let Some(ip) = status.pod_ip.as_deref().filter(|s| !s.is_empty()) {
-        if let Some(ip) = cx.ip("status.podIP", ip) {
-            if ips.first().is_some_and(|first| *first != ip) {
-                cx.error(
-                    "invalid-value",
-                    "status.podIPs[0].ip",
-                    format!("Invalid value: must match status.podIP ({ip})"),
-                );
-            }
-            if !ips.contains(&ip) {
-                ips.insert(0, ip);
-            }
+    if let Some(ip) = status.pod_ip.as_deref().filter(|s| !s.is_empty())
+        && let Some(ip) = cx.ip("status.podIP", ip)
+    {
+        if ips.first().is_some_and(|first| *first != ip) {
+            cx.error(
+                "invalid-value",
+                "status.podIPs[0].ip",
+                format!("Invalid value: must match status.podIP ({ip})"),
+            );
+        }
+        if !ips.contains(&ip) {
+            ips.insert(0, ip);
         }
     }
     let host_ip = match status.host_ip.as_deref().filter(|s| !s.is_empty()) {
@@ -457,7 +457,9 @@ fn workload_selector(
     selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     template: &core::PodTemplateSpec,
 ) -> LabelSelector {
-    let sel = cx.selector("spec.selector", selector).unwrap_or_default();
+    let Some(sel) = cx.selector("spec.selector", selector) else {
+        return LabelSelector::default();
+    };
     let labels = template
         .metadata
         .as_ref()
@@ -554,14 +556,14 @@ pub(super) fn stateful_set(cx: &mut Ctx<'_>, s: apps::StatefulSet) -> Option<Wor
     let replicas = replicas(cx, spec.replicas);
     let pod_spec = template_check(cx, &spec.template);
     let service_name = spec.service_name.clone().filter(|s| !s.is_empty());
-    if let Some(n) = &service_name {
-        if let Err(e) = names::dns1123_label(n) {
-            cx.error(
-                "invalid-name",
-                "spec.serviceName",
-                format!("Invalid value: {e}"),
-            );
-        }
+    if let Some(n) = &service_name
+        && let Err(e) = names::dns1123_label(n)
+    {
+        cx.error(
+            "invalid-name",
+            "spec.serviceName",
+            format!("Invalid value: {e}"),
+        );
     }
     if let Err(e) = names::dns1123_label(&meta.name) {
         cx.error(

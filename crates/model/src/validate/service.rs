@@ -320,18 +320,17 @@ pub(super) fn service(cx: &mut Ctx<'_>, svc: core::Service) -> Option<Service> {
             .and_then(|lb| lb.ingress.clone())
             .unwrap_or_default();
         for (i, ing) in ingress.iter().enumerate() {
-            if let Some(ip) = ing.ip.as_deref() {
-                if let Some(ip) = cx.ip(&format!("status.loadBalancer.ingress[{i}].ip"), ip) {
-                    load_balancer_ips.push(ip);
-                }
+            if let Some(ip) = ing.ip.as_deref()
+                && let Some(ip) = cx.ip(&format!("status.loadBalancer.ingress[{i}].ip"), ip)
+            {
+                load_balancer_ips.push(ip);
             }
         }
-        if let Some(ip) = spec.load_balancer_ip.as_deref().filter(|s| !s.is_empty()) {
-            if let Some(ip) = cx.ip("spec.loadBalancerIP", ip) {
-                if !load_balancer_ips.contains(&ip) {
-                    load_balancer_ips.insert(0, ip);
-                }
-            }
+        if let Some(ip) = spec.load_balancer_ip.as_deref().filter(|s| !s.is_empty())
+            && let Some(ip) = cx.ip("spec.loadBalancerIP", ip)
+            && !load_balancer_ips.contains(&ip)
+        {
+            load_balancer_ips.insert(0, ip);
         }
     }
     let mut load_balancer_source_ranges = Vec::new();

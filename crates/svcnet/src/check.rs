@@ -1,0 +1,88 @@
+//! `svcnet check`: every load error and lint finding, one per line, then a summary.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use svcnet_model::{Cluster, Severity, lint};
+
+use crate::Sources;
+use crate::plan_args::PlanArgs;
+
+/// Arguments of `svcnet check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    sources: Sources,
+    /// Output format: text or json.
+    #[arg(short = 'o', long, default_value = "text", value_name = "FORMAT")]
+    output: String,
+    /// Hide notices (things svcnet did for you, like creating undeclared namespaces).
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+/// Runs `svcnet check`. Exit 0: clean or warnings only; 1: findings of error severity;
+/// 2: the manifests do not load.
+pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    if !matches!(args.output.as_str(), "text" | "json") {
+        bail!("--output must be text or json, not {:?}", args.output);
+    }
+    let plan = args.plan.plan()?;
+    let (cluster, mut diags) = Cluster::load(&args.sources.files, &plan, None);
+    let loaded = cluster.is_some();
+    let objects = cluster.as_ref().map_or(0, |c| {
+        c.counts().iter().map(|(_, n)| n).sum::<usize>() + c.others.len()
+    });
+    if let Some(c) = &cluster {
+        diags.extend(lint::lint(c));
+        diags.sort();
+    }
+    if args.quiet {
+        diags.0.retain(|d| d.severity != Severity::Notice);
+    }
+    let errors = diags.count(Severity::Error);
+    let warnings = diags.count(Severity::Warning);
+    let notices = diags.count(Severity::Notice);
+    if args.output == "json" {
+        let doc = serde_json::json!({
+            "loaded": loaded,
+            "objects": objects,
+            "errors": errors,
+            "warnings": warnings,
+            "notices": notices,
+            "findings": diags.0.iter().map(|d| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                v["text"] = serde_json::Value::from(d.to_string());
+                v
+            }).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for d in &diags.0 {
+            println!("{d}");
+        }
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        if loaded {
+            println!(
+                "{}, {}, {} in {} objects",
+                plural(errors, "error"),
+                plural(warnings, "warning"),
+                plural(notices, "notice"),
+                objects
+            );
+        } else {
+            println!(
+                "{}, {}: the manifests were not loaded",
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            );
+        }
+    }
+    Ok(match (loaded, errors) {
+        (false, _) => ExitCode::from(2),
+        (true, 0) => ExitCode::SUCCESS,
+        (true, _) => ExitCode::from(1),
+    })
+}
