@@ -277,7 +277,10 @@ fn read_yaml_document(
     if !has_content(text) {
         return;
     }
-    let value: Value = match serde_saphyr::from_str(text) {
+    // YAML 1.2 booleans only: `namespace: y` and `name: no` are strings, as Kubernetes'
+    // typed decoding reads them (YAML 1.1's yes/no/on/off/y/n "Norway problem").
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let value: Value = match serde_saphyr::from_str_with_options(text, options) {
         Ok(v) => v,
         Err(e) => {
             let line = e
