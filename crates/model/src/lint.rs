@@ -257,10 +257,42 @@ fn policies(c: &Cluster, d: &mut Diagnostics) {
         for (rf, peers_name, rule) in rules {
             for (j, peer) in rule.peers.iter().enumerate() {
                 let PolicyPeer::Pods {
-                    namespace_selector: Some(ns_sel),
+                    namespace_selector,
                     pod_selector,
                 } = peer
                 else {
+                    continue;
+                };
+                let negative = |s: &LabelSelector| {
+                    s.requirements
+                        .iter()
+                        .any(|r| matches!(r, Requirement::NotIn(..) | Requirement::DoesNotExist(_)))
+                };
+                let is_negative = namespace_selector.as_ref().is_some_and(negative)
+                    || pod_selector.as_ref().is_some_and(negative);
+                if is_negative && rule.peers.len() > 1 {
+                    let pods = match pod_selector {
+                        Some(s) if !s.is_empty() => format!("pods matching {s}"),
+                        _ => "every pod".to_string(),
+                    };
+                    let namespaces = match namespace_selector {
+                        None => format!("namespace {}", np.meta.namespace),
+                        Some(s) if s.is_empty() => "every namespace".to_string(),
+                        Some(s) => format!("every namespace matching {s}"),
+                    };
+                    d.push(
+                        Diagnostic::warning(
+                            "notin-denies-nothing",
+                            np.meta.source_of(&format!("{rf}.{peers_name}[{j}]")),
+                            format!(
+                                "peers are OR-ed: this peer admits {pods} in {namespaces} (objects without the label included), so it widens the rule and denies nothing; NetworkPolicies cannot deny: to exclude something, put the condition in the same peer as the allowed set"
+                            ),
+                        )
+                        .on(obj())
+                        .field(format!("{rf}.{peers_name}[{j}]")),
+                    );
+                }
+                let Some(ns_sel) = namespace_selector else {
                     continue;
                 };
                 let field = format!("{rf}.{peers_name}[{j}].namespaceSelector");
@@ -299,25 +331,6 @@ fn policies(c: &Cluster, d: &mut Diagnostics) {
                         )
                         .on(obj())
                         .field(field.clone()),
-                    );
-                }
-                let negative = |s: &LabelSelector| {
-                    s.requirements
-                        .iter()
-                        .any(|r| matches!(r, Requirement::NotIn(..) | Requirement::DoesNotExist(_)))
-                };
-                let is_negative = negative(ns_sel) || pod_selector.as_ref().is_some_and(negative);
-                if is_negative && rule.peers.len() > 1 {
-                    d.push(
-                        Diagnostic::warning(
-                            "notin-denies-nothing",
-                            np.meta.source_of(&format!("{rf}.{peers_name}[{j}]")),
-                            format!(
-                                "peers are OR-ed: this peer admits every namespace matching {ns_sel} (namespaces without the label included), so it widens the rule and denies nothing; NetworkPolicies cannot deny, to exclude namespaces put the condition in the same peer as the allowed set"
-                            ),
-                        )
-                        .on(obj())
-                        .field(format!("{rf}.{peers_name}[{j}]")),
                     );
                 }
             }

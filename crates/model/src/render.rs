@@ -478,6 +478,16 @@ pub fn network_policy(p: &NetworkPolicy) -> Value {
 pub fn ingress(i: &Ingress) -> Value {
     let mut ing = (*i.raw).clone();
     ing.metadata.namespace = Some(i.meta.namespace.clone());
+    let annotated = i
+        .meta
+        .annotations
+        .contains_key("kubernetes.io/ingress.class");
+    if let Some(spec) = ing.spec.as_mut()
+        && spec.ingress_class_name.is_none()
+        && !annotated
+    {
+        spec.ingress_class_name = i.class_name.clone();
+    }
     to_value(&ing)
 }
 

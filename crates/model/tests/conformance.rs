@@ -1,6 +1,7 @@
 //! The clusters of the shared conformance corpora load cleanly, with the corpora's own
 //! addresses kept as written. (The DNS, Ingress and NetworkPolicy cases themselves are run
 //! by the crates that serve them.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 

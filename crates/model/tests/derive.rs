@@ -1,4 +1,5 @@
 //! Derivation: workloads to pods, allocation, EndpointSlices.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::IpAddr;
 

@@ -1,4 +1,5 @@
 //! The exact text of errors for malformed manifests: `FILE:LINE: Kind ns/name: field: message`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use svcnet_model::load::{Manifests, read_text};
 use svcnet_model::{AddressPlan, Cluster};

@@ -1,4 +1,5 @@
 //! The `svcnet` command as a user runs it: tables, formats, exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -52,11 +52,25 @@ pub(crate) fn derive(
     };
 
     // Objects without dependencies are keyed first.
-    for i in ingresses {
-        c.ingresses.insert(key(&i.meta), i);
-    }
     for i in ingress_classes {
         c.ingress_classes.insert(i.meta.name.clone(), i);
+    }
+    // The DefaultIngressClass admission plugin: an Ingress created without a class gets
+    // the default class (the newest, when several are marked default).
+    let default_class = c
+        .ingress_classes
+        .values()
+        .filter(|ic| ic.is_default)
+        .max_by(|a, b| {
+            (a.meta.creation_timestamp, std::cmp::Reverse(&a.meta.name))
+                .cmp(&(b.meta.creation_timestamp, std::cmp::Reverse(&b.meta.name)))
+        })
+        .map(|ic| ic.meta.name.clone());
+    for mut i in ingresses {
+        if i.class_name.is_none() {
+            i.class_name = default_class.clone();
+        }
+        c.ingresses.insert(key(&i.meta), i);
     }
     for p in network_policies {
         c.network_policies.insert(key(&p.meta), p);
