@@ -544,3 +544,51 @@ fn dual_stack_services_need_two_families() {
     let c = build(&prefer);
     assert_eq!(c.services[&key("default", "d")].cluster_ip_list().len(), 1);
 }
+
+mod order {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn doc(i: usize, kind: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: ns{}}}\nspec:\n  type: {kind}\n  selector: {{app: a{i}}}\n  ports: [{{name: p, port: 80}}, {{name: q, port: 53, protocol: UDP}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: ns{}, labels: {{app: a{i}}}}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 80}}]}}]}}\n",
+            i % 3,
+            i % 3
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Any permutation of the same documents gives the same allocations.
+        #[test]
+        fn allocation_ignores_document_order(
+            n in 1usize..40,
+            seed in any::<u64>(),
+            kind in prop_oneof![Just("ClusterIP"), Just("NodePort"), Just("LoadBalancer")],
+        ) {
+            let docs: Vec<String> = (0..n).map(|i| doc(i, kind)).collect();
+            let mut shuffled = docs.clone();
+            // A deterministic shuffle from the seed.
+            let mut s = seed;
+            for i in (1..shuffled.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let a = build(&docs.join("---\n"));
+            let b = build(&shuffled.join("---\n"));
+            for (k, s) in &a.services {
+                let t = &b.services[k];
+                prop_assert_eq!(&s.cluster_ips, &t.cluster_ips);
+                prop_assert_eq!(&s.ports, &t.ports);
+                prop_assert_eq!(&s.load_balancer_ips, &t.load_balancer_ips);
+            }
+            for (k, p) in &a.pods {
+                prop_assert_eq!(&p.ips, &b.pods[k].ips);
+                prop_assert_eq!(&p.node_name, &b.pods[k].node_name);
+            }
+            let sa: Vec<_> = a.endpoint_slices.keys().collect();
+            let sb: Vec<_> = b.endpoint_slices.keys().collect();
+            prop_assert_eq!(sa, sb);
+        }
+    }
+}

@@ -232,3 +232,11 @@ spec:
 "#
     ));
 }
+
+#[test]
+fn unknown_fields_warn() {
+    insta::assert_snapshot!(diagnostics(
+        "typos.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: t\n  lables: {app: x}\nspec:\n  selector: {app: x}\n  ports:\n  - port: 80\n    tragetPort: 8080\n"
+    ));
+}

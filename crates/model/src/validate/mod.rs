@@ -309,7 +309,27 @@ impl<'a> Ctx<'a> {
     /// Decodes the (possibly fixed-up) value into its k8s-openapi type.
     fn decode<T: DeserializeOwned>(&mut self) -> Option<T> {
         let value = std::mem::take(&mut self.value);
-        match serde_path_to_error::deserialize::<_, T>(value) {
+        let mut unknown: Vec<String> = Vec::new();
+        let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+        let ignored = serde_ignored::Deserializer::new(value, &mut on_unknown);
+        let result = serde_path_to_error::deserialize::<_, T>(ignored);
+        for field in unknown {
+            let name = crate::load::parse_field_path(&field)
+                .pop()
+                .map(|s| match s {
+                    crate::load::PathSegment::Key(k) => k,
+                    crate::load::PathSegment::Index(i) => i.to_string(),
+                })
+                .unwrap_or_default();
+            // kubectl's default --validate=strict rejects unknown fields; svcnet warns, so
+            // that manifests written for a newer API still load.
+            self.warn(
+                "unknown-field",
+                &field,
+                format!("unknown field {name:?} is ignored (a typo? kubectl --validate=strict would reject it)"),
+            );
+        }
+        match result {
             Ok(v) => Some(v),
             Err(e) => {
                 let field = e.path().to_string();
@@ -582,6 +602,28 @@ fn same_object(a: &Value, b: &Value) -> bool {
         v
     };
     a == b || strip(a) == strip(b)
+}
+
+/// A serde_ignored path as svcnet writes field paths: `spec.ports[0].tragetPort`.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let p = field_path(parent);
+            if key.contains('.') || key.contains('/') {
+                format!("{p}[{key}]")
+            } else if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
 }
 
 /// serde's message, made readable: "missing field `selector`" → "Required value: ...".
