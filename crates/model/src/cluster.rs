@@ -113,6 +113,36 @@ impl Cluster {
             .filter(move |s| s.service_name == name)
     }
 
+    /// Overrides pods' readiness (probe results, the admin API) and rebuilds the derived
+    /// EndpointSlices from it, as the EndpointSlice controller would react. Pods not in
+    /// `ready` keep their readiness from the manifests. Returns true when anything changed.
+    pub fn set_readiness(&mut self, ready: &std::collections::HashMap<ObjectKey, bool>) -> bool {
+        let mut changed = false;
+        for (k, r) in ready {
+            if let Some(p) = self.pods.get_mut(k) {
+                if p.ready != *r {
+                    p.ready = *r;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.endpoint_slices.retain(|_, s| !s.derived);
+            let derived: Vec<EndpointSlice> = self
+                .services
+                .values()
+                .filter(|s| s.type_ != ServiceType::ExternalName)
+                .filter_map(|s| Some(derive::derive_slices(self, s, s.selector.as_ref()?)))
+                .flatten()
+                .collect();
+            for s in derived {
+                self.endpoint_slices
+                    .insert(ObjectKey::new(s.meta.namespace.clone(), s.meta.name.clone()), s);
+            }
+        }
+        changed
+    }
+
     /// Pods of a namespace.
     pub fn pods_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Pod> {
         self.pods

@@ -20,6 +20,7 @@ use crate::types::*;
 use crate::validate::Objects;
 
 pub use alloc::fnv1a;
+pub use endpoints::derive_for as derive_slices;
 
 /// Namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: [&str; 4] =

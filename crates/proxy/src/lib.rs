@@ -1,0 +1,1 @@
+//! svcnet-proxy (being written).

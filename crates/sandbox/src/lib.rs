@@ -1,0 +1,1 @@
+//! svcnet-sandbox (being written).
