@@ -119,11 +119,11 @@ impl Cluster {
     pub fn set_readiness(&mut self, ready: &std::collections::HashMap<ObjectKey, bool>) -> bool {
         let mut changed = false;
         for (k, r) in ready {
-            if let Some(p) = self.pods.get_mut(k) {
-                if p.ready != *r {
-                    p.ready = *r;
-                    changed = true;
-                }
+            if let Some(p) = self.pods.get_mut(k)
+                && p.ready != *r
+            {
+                p.ready = *r;
+                changed = true;
             }
         }
         if changed {
@@ -136,8 +136,10 @@ impl Cluster {
                 .flatten()
                 .collect();
             for s in derived {
-                self.endpoint_slices
-                    .insert(ObjectKey::new(s.meta.namespace.clone(), s.meta.name.clone()), s);
+                self.endpoint_slices.insert(
+                    ObjectKey::new(s.meta.namespace.clone(), s.meta.name.clone()),
+                    s,
+                );
             }
         }
         changed

@@ -120,6 +120,13 @@ impl AddressPlan {
         if self.nodes == 0 {
             return Err(PlanError::Invalid("--nodes: at least 1".into()));
         }
+        let node_room = net_size(&self.node_cidr).saturating_sub(2);
+        if u128::from(self.nodes) > node_room {
+            return Err(PlanError::Invalid(format!(
+                "--nodes {}: the node CIDR {} has room for {node_room} nodes",
+                self.nodes, self.node_cidr
+            )));
+        }
         Ok(())
     }
 

@@ -592,3 +592,17 @@ mod order {
         }
     }
 }
+
+#[test]
+fn absurd_replica_counts_are_errors_not_allocations() {
+    let (c, d) = Cluster::from_yaml(
+        "huge.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  replicas: 2147483647\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: x}]}\n",
+        &AddressPlan::default(),
+    );
+    assert!(c.is_none());
+    assert!(
+        d.to_string().contains("huge.yaml:5: Deployment default/w: spec.replicas: Invalid value: 2147483647: more pods than the cluster's 1 node(s) have addresses for (254)"),
+        "{d}"
+    );
+}

@@ -265,6 +265,23 @@ fn items(c: &Cluster, kind: Kind, ns: Option<&str>) -> Vec<Item> {
     metas.into_iter().filter(|m| keep(m)).map(item).collect()
 }
 
+/// A kubectl-style table of one kind, for other commands (`up` prints what it started).
+pub(crate) fn table(c: &Cluster, kind: Kind, namespace: Option<&str>, wide: bool) -> String {
+    let items = items(c, kind, namespace);
+    if items.is_empty() {
+        return String::new();
+    }
+    table_for(
+        c,
+        kind,
+        &items,
+        wide,
+        namespace.is_none() && kind.namespaced(),
+        false,
+        false,
+    )
+}
+
 fn none_if_empty(s: String) -> String {
     if s.is_empty() {
         "<none>".to_string()

@@ -5,8 +5,10 @@
 
 mod check;
 mod get;
+mod logging;
 mod plan_args;
 mod table;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Bring the cluster to life on loopback: pod agents, Service VIPs, NodePorts,
+    /// LoadBalancer IPs; live reload of the manifests.
+    Up(up::UpArgs),
     /// Show objects of the cluster the manifests describe, like `kubectl get`.
     Get(get::GetArgs),
     /// Validate manifests and report what will not work as intended.
@@ -43,6 +48,7 @@ pub struct Sources {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up(args) => up::run(args),
         Command::Get(args) => get::run(args),
         Command::Check(args) => check::run(args),
         Command::Version => {

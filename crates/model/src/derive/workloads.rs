@@ -77,8 +77,19 @@ pub(super) fn derive_workloads(
     workloads: Vec<Workload>,
     written_pods: &BTreeMap<ObjectKey, Pod>,
     nodes: &BTreeMap<String, Node>,
-    _diags: &mut Diagnostics,
+    diags: &mut Diagnostics,
 ) -> (BTreeMap<(Kind, ObjectKey), Workload>, Vec<Pod>) {
+    // No workload may ask for more pods than the nodes have addresses for: a typo like
+    // `replicas: 2147483647` must be an error, not an attempt to derive two billion pods.
+    let capacity: u64 = nodes
+        .values()
+        .map(|n| {
+            n.pod_cidrs.first().map_or(0, |c| {
+                let bits = u32::from(c.max_prefix_len() - c.prefix_len()).min(20);
+                (1u64 << bits).saturating_sub(2)
+            })
+        })
+        .sum();
     let schedulable = NodeNames(
         nodes
             .values()
@@ -118,6 +129,23 @@ pub(super) fn derive_workloads(
             w.kind,
             ObjectKey::new(w.meta.namespace.clone(), w.meta.name.clone()),
         );
+        if u64::from(w.replicas) > capacity {
+            diags.push(
+                crate::diag::Diagnostic::error(
+                    "too-many-replicas",
+                    w.meta.source_of("spec.replicas"),
+                    format!(
+                        "Invalid value: {}: more pods than the cluster's {} node(s) have addresses for ({capacity}); lower it or add nodes (--nodes, --pod-cidr)",
+                        w.replicas,
+                        nodes.len()
+                    ),
+                )
+                .on(w.meta.object_ref(w.kind))
+                .field("spec.replicas"),
+            );
+            out.insert(k, w);
+            continue;
+        }
         match w.kind {
             Kind::Deployment => {
                 let hash = pod_template_hash(&w.template);

@@ -1,0 +1,445 @@
+//! End to end: `svcnet up` on loopback, driven with real curl and nc.
+//!
+//! Each test uses its own address ranges (service, pod, node, load-balancer CIDRs, node
+//! ports, admin address), so tests can run in parallel without sharing a socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `svcnet up`, killed (SIGTERM) on drop.
+struct Up {
+    child: Option<Child>,
+    admin: String,
+    dir: PathBuf,
+}
+
+impl Up {
+    /// Starts `svcnet up -f DIR` with ranges derived from `n` (1..=50).
+    fn start(n: u8, manifests: &str) -> Up {
+        let dir = std::env::temp_dir().join(format!("svcnet-up-{n}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.yaml"), manifests).unwrap();
+        let admin = format!("127.77.0.{n}:9090");
+        let child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
+            .args(["up", "-f"])
+            .arg(&dir)
+            .args([
+                "--admin-addr",
+                &admin,
+                "--service-cidr",
+                &format!("127.{}.0.0/16", 100 + n),
+                "--pod-cidr",
+                &format!("127.{}.0.0/16", 160 + n),
+                "--node-cidr",
+                &format!("127.78.{n}.0/24"),
+                "--load-balancer-pool",
+                &format!("127.79.{n}.0/24"),
+                "--node-port-range",
+                &format!(
+                    "{}-{}",
+                    31000 + u16::from(n) * 20,
+                    31019 + u16::from(n) * 20
+                ),
+                "--nodes",
+                "2",
+                "--drain-timeout",
+                "1s",
+            ])
+            .env("SVCNET_LOG", "info")
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("stdout")).unwrap(),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("stderr")).unwrap(),
+            ))
+            .spawn()
+            .expect("start svcnet up");
+        let up = Up {
+            child: Some(child),
+            admin,
+            dir,
+        };
+        up.wait_ready();
+        up
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+        )
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let o = curl(&[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{}/readyz", self.admin),
+            ]);
+            if stdout(&o) == "200" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("svcnet up did not become ready\n{}", self.logs());
+    }
+
+    fn state(&self) -> Value {
+        let o = curl(&["-sf", &format!("http://{}/api/state", self.admin)]);
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("state: {e}\n{}", self.logs()))
+    }
+
+    fn service(&self, ns: &str, name: &str) -> Value {
+        self.state()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["metadata"]["namespace"] == ns && s["metadata"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no service {ns}/{name}\n{}", self.logs()))
+    }
+
+    fn write(&self, manifests: &str) {
+        // Write then rename, as editors do.
+        let tmp = self.dir.join(".app.yaml.tmp");
+        std::fs::write(&tmp, manifests).unwrap();
+        std::fs::rename(&tmp, self.dir.join("app.yaml")).unwrap();
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "svcnet up did not stop\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["--max-time", "3"])
+        .args(args)
+        .output()
+        .expect("curl is installed (bash scripts/test installs it)")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The pod that answered (`x-svcnet-pod` header) for `n` requests to `url`.
+fn pods_behind(url: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let o = curl(&["-s", "-D", "-", "-o", "/dev/null", url]);
+            let head = stdout(&o);
+            head.lines()
+                .find_map(|l| l.strip_prefix("x-svcnet-pod: "))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|| format!("<no answer: {head}>"))
+        })
+        .collect()
+}
+
+fn ip_port(svc: &Value) -> (String, u64) {
+    (
+        svc["spec"]["clusterIP"].as_str().unwrap().to_string(),
+        svc["spec"]["ports"][0]["port"].as_u64().unwrap(),
+    )
+}
+
+const APP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx
+        ports:
+        - {name: http, containerPort: 8080}
+        - {name: dns, containerPort: 5353, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8080, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np, namespace: shop}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 8081, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb, namespace: shop}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 8082, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: shop}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{name: http, port: 8083, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: dns, port: 5353, protocol: UDP, targetPort: dns}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: shop}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 8084}]
+"#;
+
+#[test]
+fn services_balance_across_ready_pods() {
+    let up = Up::start(1, APP);
+    let (ip, port) = ip_port(&up.service("shop", "web"));
+    let seen: BTreeSet<String> = pods_behind(&format!("http://{ip}:{port}/"), 30)
+        .into_iter()
+        .collect();
+    assert_eq!(
+        seen.len(),
+        3,
+        "traffic spreads over all 3 pods: {seen:?}\n{}",
+        up.logs()
+    );
+
+    // NodePort on 127.0.0.1 and on a node address; LoadBalancer IP.
+    let np = up.service("shop", "web-np");
+    let node_port = np["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    for host in ["127.0.0.1", "127.78.1.2"] {
+        let who = pods_behind(&format!("http://{host}:{node_port}/"), 3);
+        assert!(
+            who.iter().all(|w| w.starts_with("shop/web-")),
+            "{host}: {who:?}\n{}",
+            up.logs()
+        );
+    }
+    let lb = up.service("shop", "web-lb");
+    let lb_ip = lb["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let who = pods_behind(&format!("http://{lb_ip}:8082/"), 3);
+    assert!(who.iter().all(|w| w.starts_with("shop/web-")), "{who:?}");
+
+    // The pod's JSON names the pod and sees the client's own address.
+    let o = curl(&["-s", &format!("http://{ip}:{port}/hello")]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["namespace"], "shop");
+    assert_eq!(v["path"], "/hello");
+    assert_eq!(
+        v["clientIP"].as_str().unwrap().split(':').next(),
+        Some("127.0.0.1")
+    );
+
+    // Session affinity sticks.
+    let (sip, sport) = ip_port(&up.service("shop", "sticky"));
+    let sticky: BTreeSet<String> = pods_behind(&format!("http://{sip}:{sport}/"), 10)
+        .into_iter()
+        .collect();
+    assert_eq!(sticky.len(), 1, "{sticky:?}");
+
+    // UDP: `hostname` gets the pod name.
+    let (uip, uport) = ip_port(&up.service("shop", "udp"));
+    let mut nc = Command::new("nc")
+        .args(["-u", "-w1", &uip, &uport.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("nc is installed");
+    nc.stdin.take().unwrap().write_all(b"hostname").unwrap();
+    let out = nc.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("web-"),
+        "{:?}",
+        out
+    );
+
+    // A Service without endpoints refuses at once.
+    let (eip, eport) = ip_port(&up.service("shop", "empty"));
+    let t = Instant::now();
+    let o = curl(&["-s", &format!("http://{eip}:{eport}/")]);
+    assert!(!o.status.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "refused in {:?}",
+        t.elapsed()
+    );
+
+    // Metrics are Prometheus text.
+    let o = curl(&["-s", &format!("http://{}/metrics", up.admin)]);
+    let m = stdout(&o);
+    assert!(m.contains("svcnet_reloads_total"), "{m}");
+    assert!(m.contains("# EOF"), "{m}");
+
+    assert!(up.stop().success());
+}
+
+#[test]
+fn not_ready_pods_leave_rotation_within_a_second() {
+    let up = Up::start(2, APP);
+    let (ip, port) = ip_port(&up.service("shop", "web"));
+    let url = format!("http://{ip}:{port}/");
+    let victim = pods_behind(&url, 1).remove(0);
+    let (ns, name) = victim.split_once('/').unwrap();
+    let o = curl(&[
+        "-s",
+        "-X",
+        "POST",
+        &format!("http://{}/api/pods/{ns}/{name}/ready?value=false", up.admin),
+    ]);
+    assert!(stdout(&o).contains("\"ready\": false"), "{}", stdout(&o));
+    let t = Instant::now();
+    // Within 1 s the victim gets no new connection.
+    std::thread::sleep(Duration::from_millis(200));
+    let after = pods_behind(&url, 20);
+    assert!(
+        !after.contains(&victim),
+        "{victim} still serving: {after:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // Unknown pods are 404.
+    let o = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        &format!("http://{}/api/pods/shop/nope/ready?value=false", up.admin),
+    ]);
+    assert_eq!(stdout(&o), "404");
+    // Back to its probes: it serves again.
+    curl(&[
+        "-s",
+        "-X",
+        "POST",
+        &format!("http://{}/api/pods/{ns}/{name}/ready?value=auto", up.admin),
+    ]);
+    std::thread::sleep(Duration::from_millis(200));
+    let back: BTreeSet<String> = pods_behind(&url, 30).into_iter().collect();
+    assert!(back.contains(&victim), "{back:?}");
+}
+
+#[test]
+fn manifest_changes_are_live_and_bad_ones_keep_the_old_state() {
+    let up = Up::start(3, APP);
+    let extra = "---\napiVersion: v1\nkind: Service\nmetadata: {name: added, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 8090, targetPort: 8080}]\n";
+    let t = Instant::now();
+    up.write(&format!("{APP}{extra}"));
+    let deadline = t + Duration::from_secs(5);
+    let added = loop {
+        let st = up.state();
+        if let Some(s) = st["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["metadata"]["name"] == "added")
+        {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new Service never appeared\n{}",
+            up.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (ip, port) = ip_port(&added);
+    let who = pods_behind(&format!("http://{ip}:{port}/"), 2);
+    assert!(
+        who.iter().all(|w| w.starts_with("shop/web-")),
+        "{who:?}\n{}",
+        up.logs()
+    );
+    eprintln!("new Service reachable {:?} after the write", t.elapsed());
+
+    // Unchanged services kept their addresses.
+    let before = up.service("shop", "web");
+    // A broken manifest: reported, and the old state keeps serving.
+    up.write(&format!("{APP}{extra}---\napiVersion: v1\nkind: Service\nmetadata: {{name: Broken}}\nspec: {{ports: [{{port: 0}}]}}\n"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let errors = loop {
+        let o = curl(&["-s", &format!("http://{}/api/errors", up.admin)]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        if v["accepted"] == false {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad change was not reported\n{}",
+            up.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = errors["diagnostics"].to_string();
+    assert!(
+        text.contains("app.yaml:") && text.contains("Service default/Broken"),
+        "{text}"
+    );
+    let (wip, wport) = ip_port(&before);
+    let who = pods_behind(&format!("http://{wip}:{wport}/"), 2);
+    assert!(who.iter().all(|w| w.starts_with("shop/web-")), "{who:?}");
+    assert_eq!(
+        up.service("shop", "web")["spec"]["clusterIP"],
+        before["spec"]["clusterIP"]
+    );
+}
