@@ -15,7 +15,6 @@
 //!   `node-10`): in loopback mode there is one host, and the load balancer in front of it
 //!   has to pick some node. svcnet picks the first one, always the same.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -224,7 +223,7 @@ impl ServiceTable {
             .values()
             .map(|n| (n.meta.name.as_str(), n.internal_ip))
             .collect();
-        nodes.sort_by(|a, b| natural_cmp(a.0, b.0));
+        nodes.sort_by(|a, b| svcnet_model::derive::natural_cmp(a.0, b.0));
         let first_node = nodes.first().map(|(n, _)| n.to_string());
 
         // Pods first: a hostNetwork pod shares its node's address, and it is on that node.
@@ -520,16 +519,6 @@ fn backends_of(
         }
     }
     out.into_values().collect()
-}
-
-/// Orders names so that `node-2` comes before `node-10` (the model's node order).
-fn natural_cmp(a: &str, b: &str) -> Ordering {
-    let split = |s: &str| {
-        let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-        let (head, tail) = s.split_at(s.len() - digits);
-        (head.to_string(), tail.parse::<u64>().ok())
-    };
-    split(a).cmp(&split(b)).then_with(|| a.cmp(b))
 }
 
 #[cfg(test)]
@@ -862,12 +851,5 @@ spec:
         assert_eq!(fe.affinity, Some(Duration::from_secs(60)));
         assert!(fe.internal_local);
         assert!(fe.endpoints.is_empty());
-    }
-
-    #[test]
-    fn natural_order_puts_node_2_before_node_10() {
-        let mut v = vec!["node-10", "node-2", "node-1"];
-        v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(v, ["node-1", "node-2", "node-10"]);
     }
 }

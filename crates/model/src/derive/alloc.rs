@@ -108,8 +108,8 @@ impl Pool {
     }
 }
 
-/// Orders names so that `node-2` comes before `node-10`.
-fn natural_cmp(a: &str, b: &str) -> Ordering {
+/// Orders names so that `node-2` comes before `node-10` (the order nodes are numbered in).
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
     let split = |s: &str| {
         let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
         let (head, tail) = s.split_at(s.len() - digits);

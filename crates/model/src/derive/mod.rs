@@ -19,7 +19,7 @@ use crate::plan::AddressPlan;
 use crate::types::*;
 use crate::validate::Objects;
 
-pub use alloc::fnv1a;
+pub use alloc::{fnv1a, natural_cmp};
 pub use endpoints::derive_for as derive_slices;
 
 /// Namespaces every cluster has.
