@@ -4,6 +4,8 @@
 //! Business logic lives in the crates below it (DESIGN.md).
 
 mod check;
+mod dns_args;
+mod dns_cmd;
 mod get;
 mod logging;
 mod plan_args;
@@ -32,6 +34,9 @@ enum Command {
     Get(get::GetArgs),
     /// Validate manifests and report what will not work as intended.
     Check(check::CheckArgs),
+    /// Cluster DNS tools.
+    #[command(subcommand)]
+    Dns(dns_cmd::DnsCommand),
     /// Print the version.
     Version,
 }
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Get(args) => get::run(args),
         Command::Check(args) => check::run(args),
+        Command::Dns(cmd) => dns_cmd::run(cmd),
         Command::Version => {
             println!("svcnet {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -51,6 +51,10 @@ impl Up {
                 "2",
                 "--drain-timeout",
                 "1s",
+                "--dns-addr",
+                &format!("127.77.0.{n}:10053"),
+                "--dns-upstream",
+                "none",
             ])
             .env("SVCNET_LOG", "info")
             .stdout(Stdio::from(
@@ -148,6 +152,23 @@ impl Drop for Up {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `dig +short` against the test's DNS server.
+fn dig(n: u8, args: &[&str]) -> String {
+    let o = Command::new("dig")
+        .args([
+            &format!("@127.77.0.{n}"),
+            "-p",
+            "10053",
+            "+short",
+            "+time=2",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .expect("dig is installed (bash scripts/test installs it)");
+    stdout(&o)
 }
 
 fn curl(args: &[&str]) -> Output {
@@ -258,6 +279,14 @@ fn services_balance_across_ready_pods() {
         3,
         "traffic spreads over all 3 pods: {seen:?}\n{}",
         up.logs()
+    );
+
+    // Cluster DNS answers with the same ClusterIP, over UDP and TCP.
+    assert_eq!(dig(1, &["web.shop.svc.cluster.local"]), ip);
+    assert_eq!(dig(1, &["+tcp", "WEB.Shop.svc.cluster.local"]), ip);
+    assert_eq!(
+        dig(1, &["_http._tcp.web.shop.svc.cluster.local", "SRV"]),
+        format!("0 100 {port} web.shop.svc.cluster.local.")
     );
 
     // NodePort on 127.0.0.1 and on a node address; LoadBalancer IP.
@@ -404,6 +433,8 @@ fn manifest_changes_are_live_and_bad_ones_keep_the_old_state() {
         std::thread::sleep(Duration::from_millis(10));
     };
     let (ip, port) = ip_port(&added);
+    // DNS follows the change too, with no stale negative answer.
+    assert_eq!(dig(3, &["added.shop.svc.cluster.local"]), ip);
     let who = pods_behind(&format!("http://{ip}:{port}/"), 2);
     assert!(
         who.iter().all(|w| w.starts_with("shop/web-")),

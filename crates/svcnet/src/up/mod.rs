@@ -45,6 +45,11 @@ pub struct UpArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_name = "FORMAT")]
     log_format: String,
+    /// Cluster DNS address (UDP and TCP), or `none`.
+    #[arg(long, default_value = "127.0.0.1:10053", value_name = "ADDR|none")]
+    dns_addr: String,
+    #[command(flatten)]
+    dns: crate::dns_args::DnsArgs,
     #[command(flatten)]
     plan: PlanArgs,
 }
@@ -145,6 +150,20 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("svcnet");
     let runtime_metrics = metrics::RuntimeMetrics::register(&mut registry);
     let proxy = Proxy::new(&mut registry, ProxyConfig::default());
+    let dns_config = args.dns.config()?;
+    let dns = match args.dns_addr.as_str() {
+        "none" | "off" => None,
+        addr => {
+            let addr: SocketAddr = addr.parse().with_context(|| {
+                format!("--dns-addr: {addr:?} is not an address like 127.0.0.1:10053")
+            })?;
+            let zone = svcnet_dns::DnsZone::build(&cluster, &dns_config);
+            let server = svcnet_dns::DnsServer::bind(addr, zone, &dns_config, &mut registry)
+                .await
+                .with_context(|| format!("binding the DNS address {addr}"))?;
+            Some(server)
+        }
+    };
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<ReadinessChange>();
     let agents = Agents::new(SandboxConfig::default(), ready_tx);
     let shared = Arc::new(Shared {
@@ -160,6 +179,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         registry,
         metrics: runtime_metrics,
     });
+    let dns = dns.map(Arc::new);
 
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let admin = admin::serve(args.admin_addr, shared.clone(), events_tx.clone())
@@ -177,6 +197,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         paths: paths.clone(),
         plan,
         reported: Default::default(),
+        dns: dns.clone().map(|d| (d, dns_config.clone())),
     };
     ctl.apply().await;
     // Every agent reports its readiness once when it starts: wait for those first reports
@@ -191,7 +212,11 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         }
     }
     let bind_errors = ctl.apply().await;
-    print_summary(&shared.served.load(), args.admin_addr);
+    print_summary(
+        &shared.served.load(),
+        args.admin_addr,
+        dns.as_ref().map(|d| d.local_addr()),
+    );
     if bind_errors == 0 {
         shared.ready.store(true, Ordering::SeqCst);
         shared.not_ready_reason.store(Arc::new(String::new()));
@@ -235,6 +260,10 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         .store(Arc::new("shutting down".to_string()));
     proxy.shutdown(args.drain_timeout).await;
     agents.shutdown().await;
+    drop(ctl);
+    if let Some(dns) = dns.and_then(|d| Arc::try_unwrap(d).ok()) {
+        dns.shutdown().await;
+    }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -252,6 +281,8 @@ struct Controller {
     plan: svcnet_model::AddressPlan,
     /// Objects already reported as skipped (said once per object).
     reported: std::collections::HashSet<String>,
+    /// The DNS server and its configuration, when enabled.
+    dns: Option<(Arc<svcnet_dns::DnsServer>, svcnet_dns::DnsConfig)>,
 }
 
 impl Controller {
@@ -398,6 +429,9 @@ impl Controller {
         for e in &report.errors {
             error!(error = %e, "cannot bind");
         }
+        if let Some((server, config)) = &self.dns {
+            server.publish(svcnet_dns::DnsZone::build(&served, config));
+        }
         self.shared.served.store(Arc::new(served));
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         self.shared
@@ -447,7 +481,7 @@ fn print_diagnostics(diags: &Diagnostics) {
 }
 
 /// What `up` brought up, and a few commands to paste.
-fn print_summary(c: &Cluster, admin: SocketAddr) {
+fn print_summary(c: &Cluster, admin: SocketAddr, dns: Option<SocketAddr>) {
     let services = crate::get::table(c, Kind::Service, None, false);
     let pods = crate::get::table(c, Kind::Pod, None, true);
     println!("Services:\n{services}");
@@ -499,6 +533,17 @@ fn print_summary(c: &Cluster, admin: SocketAddr) {
     println!("Try:");
     for t in tries.iter().take(8) {
         println!("  {t}");
+    }
+    if let Some(dns) = dns {
+        let domain = &c.plan.cluster_domain;
+        let name = c
+            .services
+            .values()
+            .find(|s| s.meta.namespace != "kube-system" && s.meta.name != "kubernetes")
+            .map_or(format!("kubernetes.default.svc.{domain}"), |s| {
+                format!("{}.{}.svc.{domain}", s.meta.name, s.meta.namespace)
+            });
+        println!("  dig @{} -p {} {name}", dns.ip(), dns.port());
     }
     println!("  curl -s http://{admin}/metrics | grep svcnet_");
     println!("  curl -s -X POST 'http://{admin}/api/pods/NAMESPACE/POD/ready?value=false'");
