@@ -132,11 +132,13 @@ pub struct Manifests {
 /// `*.json`), or `-` for stdin. Problems are collected, not returned early.
 pub fn read_paths(paths: &[PathBuf]) -> Manifests {
     let mut out = Manifests::default();
+    // Texts to parse, in order: (name, text, json?).
+    let mut texts: Vec<(String, String, Option<bool>)> = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
             match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => read_text(&mut out, "<stdin>", text, None),
+                Ok(_) => texts.push(("<stdin>".to_string(), text, None)),
                 Err(e) => out.diagnostics.push(Diagnostic::error(
                     "read-error",
                     Source {
@@ -163,7 +165,7 @@ pub fn read_paths(paths: &[PathBuf]) -> Manifests {
                     Ok(text) => {
                         let name = file.display().to_string();
                         let json = file.extension().is_some_and(|e| e == "json");
-                        read_text(&mut out, &name, text, Some(json));
+                        texts.push((name, text, Some(json)));
                         out.files.push(file);
                     }
                     Err(e) => out.diagnostics.push(Diagnostic::error(
@@ -179,6 +181,45 @@ pub fn read_paths(paths: &[PathBuf]) -> Manifests {
                 )),
             }
         }
+    }
+    // Parsing is most of a large load: files are parsed on every core, each thread a
+    // contiguous run of files, and the results joined in file order, so the outcome is
+    // exactly that of parsing them one after the other.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total: usize = texts.iter().map(|t| t.1.len()).sum();
+    if threads < 2 || texts.len() < 2 || total < 1 << 20 {
+        for (name, text, json) in texts {
+            read_text(&mut out, &name, text, json);
+        }
+        return out;
+    }
+    let chunk = texts.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<(String, String, Option<bool>)>> = Vec::new();
+    let mut it = texts.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(chunk).collect());
+    }
+    let parts: Vec<Manifests> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut part = Manifests::default();
+                    for (name, text, json) in chunk {
+                        read_text(&mut part, &name, text, json);
+                    }
+                    part
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    for part in parts {
+        out.objects.extend(part.objects);
+        out.diagnostics.extend(part.diagnostics);
     }
     out
 }
@@ -390,7 +431,8 @@ fn push_value(
                     .is_some_and(|k| k.ends_with("List"))
                     && map.get("items").is_some_and(Value::is_array));
             // The object's line is the line of its first key, past comments and `---`.
-            locator.source.line = locator.line_of("").unwrap_or(doc_line);
+            locator.source.line = first_content_line(&file.text[locator.doc.clone()])
+                .map_or(doc_line, |l| doc_line + l - 1);
             let mut raw = RawObject {
                 value: Value::Object(map),
                 source: locator.source.clone(),
@@ -413,10 +455,19 @@ fn push_value(
                         return;
                     }
                 };
+                // One walk of the document finds every item's line (looking each up
+                // alone would re-parse the document once per item).
+                let item_lines = file
+                    .text
+                    .get(raw.locator.doc.clone())
+                    .map(item_lines)
+                    .unwrap_or_default();
                 for (i, item) in items.into_iter().enumerate() {
                     let mut loc = (*raw.locator).clone();
                     loc.prefix = format!("items[{i}]");
-                    loc.source.line = loc.line_of("").unwrap_or(raw.source.line);
+                    loc.source.line = item_lines
+                        .get(i)
+                        .map_or(raw.source.line, |l| doc_line + l - 1);
                     let item_raw = RawObject {
                         value: item,
                         source: loc.source.clone(),
@@ -447,6 +498,67 @@ fn push_value(
                 json_type(&other)
             ),
         )),
+    }
+}
+
+/// The 1-based line (relative to `text`) of the first line holding content: not blank, not
+/// a comment, not a `---`/`...` marker or a `%` directive. A cheap stand-in for the parser:
+/// an object's line is where its first key is written.
+fn first_content_line(text: &str) -> Option<u32> {
+    (1u32..).zip(text.lines()).find_map(|(n, l)| {
+        let t = l.trim_start_matches('\u{feff}').trim();
+        let t = t
+            .strip_prefix("---")
+            .filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+            .map_or(t, str::trim);
+        (!(t.is_empty() || t.starts_with('#') || t == "..." || t.starts_with('%'))).then_some(n)
+    })
+}
+
+/// The 1-based lines (relative to `text`) of the items of a `kind: List` document's
+/// top-level `items` sequence, in one walk of the parse events.
+fn item_lines(text: &str) -> Vec<u32> {
+    let mut events = Parser::new_from_str(text).filter_map(|r| match r {
+        Ok((ev, span)) => Some((ev, u32::try_from(span.start.line()).unwrap_or(0))),
+        Err(_) => None,
+    });
+    let mut out = Vec::new();
+    // Find the root mapping.
+    loop {
+        match events.next() {
+            Some((Event::MappingStart(..), _)) => break,
+            Some(_) => continue,
+            None => return out,
+        }
+    }
+    loop {
+        let Some((key_ev, _)) = next_node(&mut events) else {
+            return out;
+        };
+        let key = match &key_ev {
+            Event::MappingEnd => return out,
+            Event::Scalar(s, ..) => Some(s.to_string()),
+            _ => None,
+        };
+        if key.is_none() {
+            skip(&mut events, key_ev);
+        }
+        let Some((val_ev, _)) = next_node(&mut events) else {
+            return out;
+        };
+        if key.as_deref() == Some("items") && matches!(val_ev, Event::SequenceStart(..)) {
+            loop {
+                let Some((item_ev, line)) = next_node(&mut events) else {
+                    return out;
+                };
+                if matches!(item_ev, Event::SequenceEnd) {
+                    return out;
+                }
+                out.push(line);
+                skip(&mut events, item_ev);
+            }
+        }
+        skip(&mut events, val_ev);
     }
 }
 
@@ -648,6 +760,21 @@ mod tests {
         // Missing fields point at the nearest ancestor that exists.
         assert_eq!(at("spec.ports[0].targetPort"), Some(6));
         assert_eq!(at("spec.clusterIP"), Some(4));
+    }
+
+    #[test]
+    fn cheap_line_finders_agree_with_the_parser() {
+        let text = "# c\n\n--- # x\napiVersion: v1\nkind: List\nitems:\n- a: 1\n  b: 2\n-   {c: 3}\n- - nested\n";
+        assert_eq!(first_content_line(text), Some(4));
+        assert_eq!(first_content_line("--- {a: 1}\n"), Some(1));
+        assert_eq!(first_content_line("# only\n---\n"), None);
+        assert_eq!(item_lines(text), vec![7, 9, 10]);
+        for (i, line) in item_lines(text).into_iter().enumerate() {
+            assert_eq!(
+                locate(text, &parse_field_path(&format!("items[{i}]"))),
+                Some(line)
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,18 @@ fn port_ref(p: &PortRef) -> IntOrString {
 /// A Pod with its node, addresses and conditions.
 pub fn pod(p: &Pod) -> Value {
     let mut pod: core::Pod = (*p.raw).clone();
+    // Derived pods share their template's raw pod: write this pod's own identity over it.
+    pod.metadata.name = Some(p.meta.name.clone());
+    pod.metadata.namespace = Some(p.meta.namespace.clone());
+    pod.metadata.labels = (!p.meta.labels.is_empty()).then(|| p.meta.labels.clone());
+    pod.metadata.annotations = (!p.meta.annotations.is_empty()).then(|| p.meta.annotations.clone());
+    if pod.metadata.uid.is_none() && p.owner.is_some() {
+        pod.metadata.uid = Some(crate::derive::stable_uid(
+            "Pod",
+            &p.meta.namespace,
+            &p.meta.name,
+        ));
+    }
     let spec = pod.spec.get_or_insert_with(Default::default);
     if !p.node_name.is_empty() {
         spec.node_name = Some(p.node_name.clone());

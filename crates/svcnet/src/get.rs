@@ -182,6 +182,8 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
         }
     }
     print!("{out}");
+    // The process is about to exit, which frees everything at once.
+    std::mem::forget(cluster);
     for m in &missing {
         eprintln!("{m}");
     }

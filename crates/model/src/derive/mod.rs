@@ -21,6 +21,7 @@ use crate::validate::Objects;
 
 pub use alloc::{fnv1a, natural_cmp};
 pub use endpoints::derive_for as derive_slices;
+pub use workloads::stable_uid;
 
 /// Namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: [&str; 4] =

@@ -241,6 +241,7 @@ fn replica_set_for(d: &Workload, hash: &str) -> Workload {
 
 /// The pods a ReplicaSet, StatefulSet or DaemonSet runs.
 fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
+    let template = template_pod(w);
     let wkey = format!("{}/{}/{}", w.kind.as_str(), w.meta.namespace, w.meta.name);
     let start = fnv1a(wkey.as_bytes());
     let node_for = |ordinal: u64| -> String {
@@ -264,7 +265,7 @@ fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
         Kind::ReplicaSet => (0..w.replicas)
             .map(|i| {
                 let name = format!("{}-{}", w.meta.name, stable_suffix(&format!("{wkey}/{i}")));
-                make_pod(w, name, node_for(u64::from(i)), None, &[])
+                make_pod(w, &template, name, node_for(u64::from(i)), None, &[])
             })
             .collect(),
         Kind::StatefulSet => (0..w.replicas)
@@ -276,7 +277,14 @@ fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
                     ("controller-revision-hash", revision.clone()),
                 ];
                 let identity = (name.clone(), w.service_name.clone());
-                make_pod(w, name, node_for(u64::from(i)), Some(identity), &extra)
+                make_pod(
+                    w,
+                    &template,
+                    name,
+                    node_for(u64::from(i)),
+                    Some(identity),
+                    &extra,
+                )
             })
             .collect(),
         Kind::DaemonSet => {
@@ -296,7 +304,7 @@ fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
                         ("controller-revision-hash", revision.clone()),
                         ("pod-template-generation", "1".to_string()),
                     ];
-                    make_pod(w, name, node, None, &extra)
+                    make_pod(w, &template, name, node, None, &extra)
                 })
                 .collect()
         }
@@ -308,42 +316,25 @@ fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
 /// reference, a node, and for StatefulSets a stable hostname and subdomain.
 fn make_pod(
     w: &Workload,
+    template_pod: &Arc<core::Pod>,
     name: String,
     node_name: String,
     identity: Option<(String, Option<String>)>,
     extra_labels: &[(&str, String)],
 ) -> Pod {
-    let tmeta = w.template.metadata.clone().unwrap_or_default();
-    let mut labels = tmeta.labels.clone().unwrap_or_default();
+    let mut labels = template_pod.metadata.labels.clone().unwrap_or_default();
     for (k, v) in extra_labels {
         labels.insert(k.to_string(), v.clone());
     }
-    let annotations = tmeta.annotations.clone().unwrap_or_default();
-    let mut spec = w.template.spec.clone().unwrap_or_default();
-    let mut info = w.pod_spec.clone();
-    if let Some((hostname, subdomain)) = identity {
-        spec.hostname = Some(hostname.clone());
-        info.hostname = Some(hostname);
-        if subdomain.is_some() {
-            spec.subdomain = subdomain.clone();
-            info.subdomain = subdomain;
-        }
-    }
-    if !node_name.is_empty() {
-        spec.node_name = Some(node_name.clone());
-    }
-    let raw = core::Pod {
-        metadata: meta::ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(w.meta.namespace.clone()),
-            labels: (!labels.is_empty()).then(|| labels.clone()),
-            annotations: (!annotations.is_empty()).then(|| annotations.clone()),
-            owner_references: Some(vec![owner_ref(w.kind, &w.meta)]),
-            uid: Some(stable_uid("Pod", &w.meta.namespace, &name)),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        status: None,
+    let annotations = template_pod
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default();
+    let info = &w.pod_spec;
+    let (hostname, subdomain) = match identity {
+        Some((hostname, subdomain)) => (Some(hostname), subdomain.or(info.subdomain.clone())),
+        None => (info.hostname.clone(), info.subdomain.clone()),
     };
     Pod {
         meta: Meta {
@@ -360,19 +351,39 @@ fn make_pod(
         ips: Vec::new(),
         host_ip: None,
         host_network: info.host_network,
-        hostname: info.hostname,
-        subdomain: info.subdomain,
-        containers: info.containers,
+        hostname,
+        subdomain,
+        containers: info.containers.clone(),
         phase: PodPhase::Running,
         ready: true,
         dns_policy: info.dns_policy,
-        dns_config: info.dns_config,
+        dns_config: info.dns_config.clone(),
         owner: Some(Owner {
             kind: w.kind.as_str().to_string(),
             name: w.meta.name.clone(),
         }),
-        raw: Arc::new(raw),
+        // Every replica shares one template pod; `render::pod` writes each pod's own
+        // name, labels, node and addresses over it (a PodSpec per pod was most of the
+        // memory of a large cluster).
+        raw: template_pod.clone(),
     }
+}
+
+/// The pod a controller stamps out from a workload's template, without the per-pod
+/// fields (name, node, hostname), shared by every replica.
+fn template_pod(w: &Workload) -> Arc<core::Pod> {
+    let tmeta = w.template.metadata.clone().unwrap_or_default();
+    Arc::new(core::Pod {
+        metadata: meta::ObjectMeta {
+            namespace: Some(w.meta.namespace.clone()),
+            labels: tmeta.labels,
+            annotations: tmeta.annotations,
+            owner_references: Some(vec![owner_ref(w.kind, &w.meta)]),
+            ..Default::default()
+        },
+        spec: w.template.spec.clone(),
+        status: None,
+    })
 }
 
 #[cfg(test)]
