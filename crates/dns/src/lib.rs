@@ -46,6 +46,7 @@ pub mod answer;
 mod chase;
 pub mod config;
 mod name;
+pub mod resolv;
 pub mod server;
 mod upstream;
 pub mod zone;

@@ -37,6 +37,10 @@ enum Command {
     /// Cluster DNS tools.
     #[command(subcommand)]
     Dns(dns_cmd::DnsCommand),
+    /// Print the /etc/resolv.conf kubelet would write for a pod (dnsPolicy, dnsConfig).
+    ResolvConf(dns_cmd::ResolvConfArgs),
+    /// Follow a pod's resolver: the search-list expansion, each query and its answer.
+    Resolve(dns_cmd::ResolveArgs),
     /// Print the version.
     Version,
 }
@@ -57,6 +61,8 @@ fn main() -> ExitCode {
         Command::Get(args) => get::run(args),
         Command::Check(args) => check::run(args),
         Command::Dns(cmd) => dns_cmd::run(cmd),
+        Command::ResolvConf(args) => dns_cmd::resolv_conf(args),
+        Command::Resolve(args) => dns_cmd::resolve(args),
         Command::Version => {
             println!("svcnet {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
