@@ -75,7 +75,9 @@ pub struct Objects {
 /// (the caller refuses the whole set when `diags` has errors).
 pub fn validate(raws: Vec<RawObject>, diags: &mut Diagnostics) -> Objects {
     let mut out = Objects::default();
-    let mut seen: HashMap<(String, String, String), (Source, Value)> = HashMap::new();
+    // The first definition of each object and a digest of its content: two manifests of
+    // one object are compared by digest, so no object is kept twice in memory.
+    let mut seen: HashMap<(String, String, String), (Source, u64)> = HashMap::new();
     for mut raw in raws {
         let (Some(kind_str), Some(api_version)) = (
             raw.kind().map(str::to_string),
@@ -149,11 +151,11 @@ pub fn validate(raws: Vec<RawObject>, diags: &mut Diagnostics) -> Objects {
         let key = (kind_str.clone(), ns, raw.name().to_string());
         let (_, key_ns, key_name) = key.clone();
         if !key.2.is_empty() {
-            if let Some((first, value)) = seen.get(&key) {
+            if let Some((first, digest)) = seen.get(&key) {
                 // The same object written twice (two scenarios sharing a namespace, say)
                 // is one object, as `kubectl apply` would leave it; two different objects
                 // under one name are an error.
-                if same_object(value, &raw.value) {
+                if *digest == object_digest(&raw.value) {
                     diags.push(
                         Diagnostic::notice(
                             "repeated-object",
@@ -175,7 +177,7 @@ pub fn validate(raws: Vec<RawObject>, diags: &mut Diagnostics) -> Objects {
                 }
                 continue;
             }
-            seen.insert(key, (raw.source.clone(), raw.value.clone()));
+            seen.insert(key, (raw.source.clone(), object_digest(&raw.value)));
         }
         let obj = ObjectRef::new(kind, &key_ns, &key_name);
         let value = std::mem::take(&mut raw.value);
@@ -589,19 +591,55 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Two manifests of one object are the same when they differ at most in an explicit
-/// `namespace: default`.
-fn same_object(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut)
-            && m.get("namespace").and_then(Value::as_str) == Some("default")
-        {
-            m.remove("namespace");
+/// A 64-bit digest of an object's content. Two manifests of one object are the same when
+/// their digests match; an explicit `namespace: default` is no difference.
+fn object_digest(v: &Value) -> u64 {
+    fn mix(h: &mut u64, bytes: &[u8]) {
+        for b in bytes {
+            *h ^= u64::from(*b);
+            *h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
-        v
-    };
-    a == b || strip(a) == strip(b)
+    }
+    fn walk(v: &Value, in_metadata: bool, h: &mut u64) {
+        match v {
+            Value::Null => mix(h, b"n"),
+            Value::Bool(b) => mix(h, if *b { b"t" } else { b"f" }),
+            Value::Number(n) => {
+                mix(h, b"#");
+                mix(h, n.to_string().as_bytes());
+            }
+            Value::String(s) => {
+                mix(h, b"\"");
+                mix(h, s.as_bytes());
+                mix(h, b"\"");
+            }
+            Value::Array(a) => {
+                mix(h, b"[");
+                for x in a {
+                    walk(x, false, h);
+                    mix(h, b",");
+                }
+                mix(h, b"]");
+            }
+            Value::Object(m) => {
+                mix(h, b"{");
+                // serde_json's map is ordered by key, so the digest is too.
+                for (k, x) in m {
+                    if in_metadata && k == "namespace" && x.as_str() == Some("default") {
+                        continue;
+                    }
+                    mix(h, k.as_bytes());
+                    mix(h, b":");
+                    walk(x, k == "metadata", h);
+                    mix(h, b",");
+                }
+                mix(h, b"}");
+            }
+        }
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    walk(v, false, &mut h);
+    h
 }
 
 /// A serde_ignored path as svcnet writes field paths: `spec.ports[0].tragetPort`.

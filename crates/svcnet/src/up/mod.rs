@@ -199,6 +199,9 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         reported: Default::default(),
         dns: dns.clone().map(|d| (d, dns_config.clone())),
     };
+    // Watch before anything is served: a change made as soon as /readyz says 200 must
+    // not be missed. Events that arrive meanwhile wait in the queue.
+    let _watcher = watch::watch(&paths, events_tx.clone())?;
     ctl.apply().await;
     // Every agent reports its readiness once when it starts: wait for those first reports
     // (briefly) so that the first state served already has its endpoints.
@@ -240,7 +243,6 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
             }
         }
     });
-    let _watcher = watch::watch(&paths, events_tx.clone())?;
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
