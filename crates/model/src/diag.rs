@@ -94,8 +94,14 @@ impl ObjectRef {
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names come from input: never let a control character (an ANSI escape, say)
+        // reach the user's terminal as is.
+        let escaped;
         let name = if self.name.is_empty() {
             "<unnamed>"
+        } else if self.name.chars().any(char::is_control) {
+            escaped = self.name.escape_debug().to_string();
+            &escaped
         } else {
             &self.name
         };

@@ -602,7 +602,22 @@ fn absurd_replica_counts_are_errors_not_allocations() {
     );
     assert!(c.is_none());
     assert!(
-        d.to_string().contains("huge.yaml:5: Deployment default/w: spec.replicas: Invalid value: 2147483647: more pods than the cluster's 1 node(s) have addresses for (254)"),
+        d.to_string().contains("huge.yaml:5: Deployment default/w: spec.replicas: Invalid value: 2147483647: more pods than the cluster's 1 node(s) have addresses left for (254 of 254)"),
         "{d}"
     );
+}
+
+#[test]
+fn many_workloads_together_cannot_exceed_the_address_space() {
+    let docs: Vec<String> = (0..4)
+        .map(|i| {
+            format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: w{i}}}\nspec:\n  replicas: 100\n  selector: {{matchLabels: {{a: b{i}}}}}\n  template:\n    metadata: {{labels: {{a: b{i}}}}}\n    spec: {{containers: [{{name: c, image: x}}]}}\n")
+        })
+        .collect();
+    let (c, d) = Cluster::from_yaml("many.yaml", &docs.join("---\n"), &AddressPlan::default());
+    assert!(c.is_none());
+    let text = d.to_string();
+    // 254 addresses: w0 and w1 fit (200), w2 and w3 do not.
+    assert!(text.contains("Deployment default/w2: spec.replicas: Invalid value: 100: more pods than the cluster's 1 node(s) have addresses left for (54 of 254)"), "{text}");
+    assert!(!text.contains("default/w1:"), "{text}");
 }

@@ -74,7 +74,7 @@ pub(super) struct NodeNames<'a>(pub Vec<&'a str>);
 /// DaemonSets. A controller whose objects are already written (an export of a real
 /// cluster) derives nothing: the written objects stand.
 pub(super) fn derive_workloads(
-    workloads: Vec<Workload>,
+    mut workloads: Vec<Workload>,
     written_pods: &BTreeMap<ObjectKey, Pod>,
     nodes: &BTreeMap<String, Node>,
     diags: &mut Diagnostics,
@@ -90,6 +90,12 @@ pub(super) fn derive_workloads(
             })
         })
         .sum();
+    let mut remaining = capacity.saturating_sub(written_pods.len() as u64);
+    // Key order, so that which workload overflows the capacity does not depend on the
+    // order of files.
+    workloads.sort_by(|a, b| {
+        (a.kind, &a.meta.namespace, &a.meta.name).cmp(&(b.kind, &b.meta.namespace, &b.meta.name))
+    });
     let schedulable = NodeNames(
         nodes
             .values()
@@ -129,13 +135,23 @@ pub(super) fn derive_workloads(
             w.kind,
             ObjectKey::new(w.meta.namespace.clone(), w.meta.name.clone()),
         );
-        if u64::from(w.replicas) > capacity {
+        let wants = if w.kind == Kind::DaemonSet {
+            schedulable.0.len() as u64
+        } else if matches!(
+            w.kind,
+            Kind::Deployment | Kind::ReplicaSet | Kind::StatefulSet
+        ) {
+            u64::from(w.replicas)
+        } else {
+            0
+        };
+        if wants > remaining {
             diags.push(
                 crate::diag::Diagnostic::error(
                     "too-many-replicas",
                     w.meta.source_of("spec.replicas"),
                     format!(
-                        "Invalid value: {}: more pods than the cluster's {} node(s) have addresses for ({capacity}); lower it or add nodes (--nodes, --pod-cidr)",
+                        "Invalid value: {}: more pods than the cluster's {} node(s) have addresses left for ({remaining} of {capacity}); lower it or add nodes (--nodes, --pod-cidr)",
                         w.replicas,
                         nodes.len()
                     ),
@@ -146,6 +162,8 @@ pub(super) fn derive_workloads(
             out.insert(k, w);
             continue;
         }
+        // A Deployment's pods are counted here, not again for its ReplicaSet.
+        remaining -= wants;
         match w.kind {
             Kind::Deployment => {
                 let hash = pod_template_hash(&w.template);
