@@ -474,3 +474,148 @@ fn manifest_changes_are_live_and_bad_ones_keep_the_old_state() {
         before["spec"]["clusterIP"]
     );
 }
+
+const DNS_APP: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: pg, port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: pg, image: postgres, ports: [{name: pg, containerPort: 15432}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: many, namespace: shop}
+spec:
+  clusterIP: None
+  selector: {app: many}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: many, namespace: shop}
+spec:
+  replicas: 40
+  selector: {matchLabels: {app: many}}
+  template:
+    metadata: {labels: {app: many}}
+    spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: many}
+  ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias, namespace: shop}
+spec:
+  type: ExternalName
+  externalName: web.shop.svc.cluster.local
+"#;
+
+/// `dig` with the header, to read the status and flags.
+fn dig_full(n: u8, args: &[&str]) -> String {
+    let o = Command::new("dig")
+        .args([
+            &format!("@127.77.0.{n}"),
+            "-p",
+            "10053",
+            "+time=2",
+            "+tries=1",
+            "+noall",
+            "+comments",
+            "+answer",
+            "+authority",
+        ])
+        .args(args)
+        .output()
+        .expect("dig");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cluster_dns_through_up_with_dig() {
+    let up = Up::start(4, DNS_APP);
+    // Headless: every ready pod, and a name per StatefulSet pod.
+    let pods = up.state()["pods"].as_array().unwrap().clone();
+    let ip_of = |name: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["name"] == name)
+            .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let mut db: Vec<String> = dig(4, &["db.shop.svc.cluster.local"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    db.sort();
+    let mut want = vec![ip_of("db-0"), ip_of("db-1")];
+    want.sort();
+    assert_eq!(db, want);
+    assert_eq!(dig(4, &["db-1.db.shop.svc.cluster.local"]), ip_of("db-1"));
+    assert!(
+        dig(4, &["_pg._tcp.db.shop.svc.cluster.local", "SRV"])
+            .contains("db-0.db.shop.svc.cluster.local.")
+    );
+    // PTR of a Service IP and of a pod IP.
+    let (web_ip, _) = ip_port(&up.service("shop", "web"));
+    assert_eq!(dig(4, &["-x", &web_ip]), "web.shop.svc.cluster.local.");
+    assert_eq!(
+        dig(4, &["-x", &ip_of("db-0")]),
+        "db-0.db.shop.svc.cluster.local."
+    );
+    // ExternalName: a CNAME, chased inside the zone.
+    let alias = dig(4, &["alias.shop.svc.cluster.local"]);
+    assert_eq!(
+        alias.lines().collect::<Vec<_>>(),
+        ["web.shop.svc.cluster.local.", web_ip.as_str()]
+    );
+    // NXDOMAIN vs NODATA, each with the SOA, authoritative.
+    let nx = dig_full(4, &["nope.shop.svc.cluster.local"]);
+    assert!(
+        nx.contains("status: NXDOMAIN") && nx.contains(" aa") && nx.contains("SOA"),
+        "{nx}"
+    );
+    let nodata = dig_full(4, &["web.shop.svc.cluster.local", "AAAA"]);
+    assert!(
+        nodata.contains("status: NOERROR")
+            && nodata.contains("ANSWER: 0")
+            && nodata.contains("SOA"),
+        "{nodata}"
+    );
+    let ent = dig_full(4, &["shop.svc.cluster.local"]);
+    assert!(
+        ent.contains("status: NOERROR"),
+        "empty non-terminal is NODATA: {ent}"
+    );
+    // 40 endpoints do not fit 512 bytes: TC over UDP, all of them over TCP.
+    let udp = dig_full(4, &["+noedns", "+ignore", "many.shop.svc.cluster.local"]);
+    assert!(udp.contains(" tc"), "{udp}");
+    assert_eq!(
+        dig(4, &["+noedns", "many.shop.svc.cluster.local"])
+            .lines()
+            .count(),
+        40
+    );
+    assert_eq!(
+        dig(4, &["+tcp", "many.shop.svc.cluster.local"])
+            .lines()
+            .count(),
+        40
+    );
+}
