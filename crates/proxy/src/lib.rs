@@ -232,18 +232,26 @@ impl Inner {
         self.affinity.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Candidates after the admission check.
+    /// Candidates after the admission check, and whether the check removed every one
+    /// (the client is refused by policy rather than for want of endpoints).
     pub(crate) fn candidates<'a>(
         &self,
         fe: &'a Frontend,
         client: IpAddr,
         client_node: Option<&str>,
-    ) -> Vec<&'a Backend> {
+    ) -> (Vec<&'a Backend>, bool) {
         match &self.config.admit {
-            None => choose::candidates(fe, client, client_node),
-            Some(admit) => candidates_admitted(fe, client, client_node, |b| {
-                admit(client, b, fe.protocol, b.addr.port())
-            }),
+            None => (choose::candidates(fe, client, client_node), false),
+            Some(admit) => {
+                let all = choose::candidates(fe, client, client_node);
+                let any = !all.is_empty();
+                let admitted: Vec<&Backend> = all
+                    .into_iter()
+                    .filter(|b| admit(client, b, fe.protocol, b.addr.port()))
+                    .collect();
+                let denied = any && admitted.is_empty();
+                (admitted, denied)
+            }
         }
     }
 

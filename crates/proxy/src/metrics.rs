@@ -140,7 +140,7 @@ impl Metrics {
         );
         r.register(
             "connections_refused",
-            "Connections closed at once: no endpoint, or every connect failed",
+            "Connections closed at once: no endpoint, every endpoint denied by NetworkPolicy, or every connect failed",
             m.refused.clone(),
         );
         r.register(
@@ -191,6 +191,9 @@ impl Metrics {
             refused_no_endpoints: self
                 .refused
                 .get_or_create_owned(&ReasonLabels::of(&l, "no_endpoints")),
+            refused_policy: self
+                .refused
+                .get_or_create_owned(&ReasonLabels::of(&l, "network_policy")),
             refused_connect_failed: self
                 .refused
                 .get_or_create_owned(&ReasonLabels::of(&l, "connect_failed")),
@@ -205,6 +208,9 @@ impl Metrics {
             udp_dropped_no_endpoints: self
                 .udp_dropped
                 .get_or_create_owned(&ReasonLabels::of(&l, "no_endpoints")),
+            udp_dropped_policy: self
+                .udp_dropped
+                .get_or_create_owned(&ReasonLabels::of(&l, "network_policy")),
             udp_dropped_socket_error: self
                 .udp_dropped
                 .get_or_create_owned(&ReasonLabels::of(&l, "socket_error")),
@@ -220,12 +226,14 @@ impl Metrics {
 pub(crate) struct PortMetrics {
     pub(crate) accepted: Counter,
     pub(crate) refused_no_endpoints: Counter,
+    pub(crate) refused_policy: Counter,
     pub(crate) refused_connect_failed: Counter,
     pub(crate) bytes_in: Counter,
     pub(crate) bytes_out: Counter,
     pub(crate) active: Gauge,
     pub(crate) udp_flows: Gauge,
     pub(crate) udp_dropped_no_endpoints: Counter,
+    pub(crate) udp_dropped_policy: Counter,
     pub(crate) udp_dropped_socket_error: Counter,
     pub(crate) connect_failures: Counter,
     pub(crate) connect_retries: Counter,

@@ -84,7 +84,12 @@ async fn connect(
     let key = fe.service_port();
     let m = inner.metrics.port(&key);
     let client = peer.ip();
-    let candidates = inner.candidates(fe, client, table.client_node(client));
+    let (candidates, denied) = inner.candidates(fe, client, table.client_node(client));
+    if denied {
+        m.refused_policy.inc();
+        tracing::debug!(%peer, %listen, service = %fe.service, "every endpoint denied by NetworkPolicy; refusing");
+        return None;
+    }
     if candidates.is_empty() {
         m.refused_no_endpoints.inc();
         tracing::debug!(%peer, %listen, service = %fe.service, "no endpoint; refusing");

@@ -193,7 +193,12 @@ fn open_flow(
     let key = fe.service_port();
     let m = inner.metrics.port(&key);
     let ip = client.ip();
-    let candidates = inner.candidates(fe, ip, table.client_node(ip));
+    let (candidates, denied) = inner.candidates(fe, ip, table.client_node(ip));
+    if denied {
+        m.udp_dropped_policy.inc();
+        tracing::debug!(%client, %listen, service = %fe.service, "every endpoint denied by NetworkPolicy; UDP datagram dropped");
+        return None;
+    }
     let now = Instant::now().into_std();
     let sticky = fe
         .affinity

@@ -275,6 +275,11 @@ async fn tcp_accept(
         };
         if !ctx.admits(peer, local.port(), Protocol::Tcp) {
             debug!(%peer, %local, "connection not admitted");
+            // A reset, not an orderly close: the client's first read fails, as a
+            // rejected connection would (a listener cannot refuse one SYN selectively).
+            if let Err(e) = stream.set_zero_linger() {
+                debug!(error = %e, "SO_LINGER");
+            }
             drop(stream);
             continue;
         }

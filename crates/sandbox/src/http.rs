@@ -53,6 +53,8 @@ struct PodInfo<'a> {
     port: u16,
     method: &'a str,
     path: &'a str,
+    /// Path and query, as received (what an Ingress rewrite produced, for instance).
+    uri: &'a str,
     host: &'a str,
     headers: BTreeMap<String, String>,
     #[serde(rename = "clientIP")]
@@ -145,6 +147,10 @@ fn pod_info(
         port: local.port(),
         method: req.method().as_str(),
         path: req.uri().path(),
+        uri: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path(), |pq| pq.as_str()),
         host,
         headers,
         client_ip: peer.ip().to_string(),

@@ -226,6 +226,24 @@ impl Agents {
         }
     }
 
+    /// Runs a `/_agent/dial` request from inside a pod (its address, its egress check),
+    /// as `svcnet probe` does through the admin API. `Err` when the pod has no agent or
+    /// the target cannot be resolved.
+    pub async fn dial(
+        &self,
+        pod: &ObjectKey,
+        req: &dial::DialRequest,
+    ) -> Result<dial::DialResult, String> {
+        let ctx = self
+            .inner
+            .agents()
+            .get(pod)
+            .map(|a| a.ctx.clone())
+            .ok_or_else(|| format!("pod {pod} has no agent (not running on loopback?)"))?;
+        let dst = dial::resolve(req, &ctx.spec.ips).await?;
+        Ok(dial::dial(&ctx.spec.key, &ctx.spec.ips, &ctx.config, req, dst).await)
+    }
+
     /// The pods that have an agent.
     pub fn pods(&self) -> Vec<ObjectKey> {
         self.inner.agents().keys().cloned().collect()

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use svcnet_model::{Cluster, Severity, lint};
+use svcnet_model::{Cluster, Diagnostic, Diagnostics, Kind, Severity, lint};
 
 use crate::Sources;
 use crate::plan_args::PlanArgs;
@@ -19,6 +19,8 @@ pub struct CheckArgs {
     /// Hide notices (things svcnet did for you, like creating undeclared namespaces).
     #[arg(short = 'q', long)]
     quiet: bool,
+    #[command(flatten)]
+    classes: crate::ingress_args::IngressClassArgs,
     #[command(flatten)]
     plan: PlanArgs,
 }
@@ -37,6 +39,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     });
     if let Some(c) = &cluster {
         diags.extend(lint::lint(c));
+        diags.extend(data_plane_findings(c, &args.classes.controller()));
         diags.sort();
     }
     if args.quiet {
@@ -88,4 +91,44 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         (true, 0) => ExitCode::SUCCESS,
         (true, _) => ExitCode::from(1),
     })
+}
+
+/// What the data planes find beyond the model's lints: the Ingress controller's compile
+/// findings (classes, annotations, conflicts) and the NetworkPolicy lints.
+fn data_plane_findings(c: &Cluster, ingress: &svcnet_ingress::ControllerConfig) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    let (_, findings) = svcnet_ingress::compile(c, ingress);
+    for f in findings {
+        let Some(ing) = c.ingresses.get(&f.ingress) else {
+            continue;
+        };
+        let source = ing.meta.source_of(&f.field);
+        let diag = match f.severity {
+            svcnet_ingress::Severity::Error => Diagnostic::error("ingress", source, f.message),
+            svcnet_ingress::Severity::Warning => Diagnostic::warning("ingress", source, f.message),
+            svcnet_ingress::Severity::Notice => Diagnostic::notice("ingress", source, f.message),
+        };
+        d.push(diag.on(ing.meta.object_ref(Kind::Ingress)).field(f.field));
+    }
+    // The model's lints already cover these (same codes); the engine adds the rest.
+    const IN_MODEL_LINTS: [&str; 4] = [
+        "policy-selects-no-pod",
+        "namespace-label-missing",
+        "namespace-selector-matches-nothing",
+        "notin-denies-nothing",
+    ];
+    for l in svcnet_policy::lints(c) {
+        if IN_MODEL_LINTS.contains(&l.code) {
+            continue;
+        }
+        let Some(np) = c.network_policies.get(&l.policy) else {
+            continue;
+        };
+        d.push(
+            Diagnostic::warning(l.code, np.meta.source_of(&l.field), l.message)
+                .on(np.meta.object_ref(Kind::NetworkPolicy))
+                .field(l.field),
+        );
+    }
+    d
 }

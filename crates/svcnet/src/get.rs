@@ -37,8 +37,58 @@ pub struct GetArgs {
     /// Show labels as the last column.
     #[arg(long)]
     show_labels: bool,
+    /// The Ingress controller's listeners and classes, as given to `svcnet up`: the
+    /// ADDRESS and PORTS of Ingresses it serves.
+    #[command(flatten)]
+    ingress: crate::ingress_args::IngressArgs,
     #[command(flatten)]
     plan: PlanArgs,
+}
+
+/// What the Ingress controller would make of the Ingresses (`status.loadBalancer`).
+pub(crate) struct IngressView {
+    /// Ingresses served.
+    served: svcnet_ingress::Served,
+    /// The listeners.
+    http: Option<std::net::SocketAddr>,
+    https: Option<std::net::SocketAddr>,
+}
+
+impl IngressView {
+    fn new(c: &Cluster, args: &crate::ingress_args::IngressArgs) -> Result<IngressView> {
+        let (table, _) = svcnet_ingress::compile(c, &args.controller());
+        Ok(IngressView {
+            served: table.served().clone(),
+            http: args.http()?,
+            https: args.https()?,
+        })
+    }
+
+    /// ADDRESS and PORTS of an Ingress: the listener's address for Ingresses it serves,
+    /// nothing (and kubectl's nominal ports) for others.
+    fn columns(&self, key: &ObjectKey, tls: bool) -> (String, String) {
+        let nominal = if tls { "80, 443" } else { "80" }.to_string();
+        if !self.served.contains_key(key) {
+            return (String::new(), nominal);
+        }
+        let address = self
+            .http
+            .or(self.https)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let mut ports: Vec<String> = self.http.iter().map(|a| a.port().to_string()).collect();
+        if tls {
+            ports.extend(self.https.iter().map(|a| a.port().to_string()));
+        }
+        (
+            address,
+            if ports.is_empty() {
+                nominal
+            } else {
+                ports.join(", ")
+            },
+        )
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,6 +141,11 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
         )
     };
 
+    let ingress = if kinds.contains(&Kind::Ingress) {
+        Some(IngressView::new(&cluster, &args.ingress)?)
+    } else {
+        None
+    };
     let mut sections: Vec<(Kind, Vec<Item>)> = Vec::new();
     let mut missing = Vec::new();
     for kind in &kinds {
@@ -134,6 +189,7 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
                     ns_filter.is_none() && kind.namespaced(),
                     multi,
                     args.show_labels,
+                    ingress.as_ref(),
                 ));
             }
             if first && missing.is_empty() {
@@ -281,6 +337,7 @@ pub(crate) fn table(c: &Cluster, kind: Kind, namespace: Option<&str>, wide: bool
         namespace.is_none() && kind.namespaced(),
         false,
         false,
+        None,
     )
 }
 
@@ -358,6 +415,7 @@ fn table_for(
     with_namespace: bool,
     prefix_kind: bool,
     show_labels: bool,
+    ingress: Option<&IngressView>,
 ) -> String {
     let mut headers: Vec<&str> = Vec::new();
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -606,7 +664,13 @@ fn table_for(
                         hosts.push(h);
                     }
                 }
-                let ports = if i.tls.is_empty() { "80" } else { "80, 443" };
+                let (address, ports) = match ingress {
+                    Some(v) => v.columns(k, !i.tls.is_empty()),
+                    None => (
+                        String::new(),
+                        if i.tls.is_empty() { "80" } else { "80, 443" }.to_string(),
+                    ),
+                };
                 (
                     vec!["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
                     vec![
@@ -617,8 +681,8 @@ fn table_for(
                         } else {
                             hosts.join(",")
                         },
-                        String::new(),
-                        ports.into(),
+                        address,
+                        ports,
                         age,
                     ],
                 )

@@ -3,12 +3,16 @@
 //! The binary parses flags, wires the library crates together and prints for people.
 //! Business logic lives in the crates below it (DESIGN.md).
 
+mod ca_cmd;
 mod check;
 mod dns_args;
 mod dns_cmd;
 mod get;
+mod ingress_args;
 mod logging;
 mod plan_args;
+mod policy_cmd;
+mod probe_cmd;
 mod table;
 mod up;
 
@@ -41,6 +45,13 @@ enum Command {
     ResolvConf(dns_cmd::ResolvConfArgs),
     /// Follow a pod's resolver: the search-list expansion, each query and its answer.
     Resolve(dns_cmd::ResolveArgs),
+    /// NetworkPolicy analysis: who can reach whom, and why.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+    /// One real connection from inside a pod, through a running `svcnet up`.
+    Probe(probe_cmd::ProbeArgs),
+    /// Print the local CA certificate the Ingress controller signs certificates with.
+    Ca(ca_cmd::CaArgs),
     /// Print the version.
     Version,
 }
@@ -63,6 +74,9 @@ fn main() -> ExitCode {
         Command::Dns(cmd) => dns_cmd::run(cmd),
         Command::ResolvConf(args) => dns_cmd::resolv_conf(args),
         Command::Resolve(args) => dns_cmd::resolve(args),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Ca(args) => ca_cmd::run(args),
+        Command::Probe(args) => probe_cmd::run(args),
         Command::Version => {
             println!("svcnet {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

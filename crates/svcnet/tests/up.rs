@@ -4,155 +4,16 @@
 //! ports, admin address), so tests can run in parallel without sharing a socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{Up, curl, stdout};
+
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// A running `svcnet up`, killed (SIGTERM) on drop.
-struct Up {
-    child: Option<Child>,
-    admin: String,
-    dir: PathBuf,
-}
-
-impl Up {
-    /// Starts `svcnet up -f DIR` with ranges derived from `n` (1..=50).
-    fn start(n: u8, manifests: &str) -> Up {
-        let dir = std::env::temp_dir().join(format!("svcnet-up-{n}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("app.yaml"), manifests).unwrap();
-        let admin = format!("127.77.0.{n}:9090");
-        let child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
-            .args(["up", "-f"])
-            .arg(&dir)
-            .args([
-                "--admin-addr",
-                &admin,
-                "--service-cidr",
-                &format!("127.{}.0.0/16", 100 + n),
-                "--pod-cidr",
-                &format!("127.{}.0.0/16", 160 + n),
-                "--node-cidr",
-                &format!("127.78.{n}.0/24"),
-                "--load-balancer-pool",
-                &format!("127.79.{n}.0/24"),
-                "--node-port-range",
-                &format!(
-                    "{}-{}",
-                    31000 + u16::from(n) * 20,
-                    31019 + u16::from(n) * 20
-                ),
-                "--nodes",
-                "2",
-                "--drain-timeout",
-                "1s",
-                "--dns-addr",
-                &format!("127.77.0.{n}:10053"),
-                "--dns-upstream",
-                "none",
-            ])
-            .env("SVCNET_LOG", "info")
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.join("stdout")).unwrap(),
-            ))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("stderr")).unwrap(),
-            ))
-            .spawn()
-            .expect("start svcnet up");
-        let up = Up {
-            child: Some(child),
-            admin,
-            dir,
-        };
-        up.wait_ready();
-        up
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "--- stdout\n{}\n--- stderr\n{}",
-            std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default(),
-            std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-        )
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let o = curl(&[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("http://{}/readyz", self.admin),
-            ]);
-            if stdout(&o) == "200" {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("svcnet up did not become ready\n{}", self.logs());
-    }
-
-    fn state(&self) -> Value {
-        let o = curl(&["-sf", &format!("http://{}/api/state", self.admin)]);
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("state: {e}\n{}", self.logs()))
-    }
-
-    fn service(&self, ns: &str, name: &str) -> Value {
-        self.state()["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["metadata"]["namespace"] == ns && s["metadata"]["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no service {ns}/{name}\n{}", self.logs()))
-    }
-
-    fn write(&self, manifests: &str) {
-        // Write then rename, as editors do.
-        let tmp = self.dir.join(".app.yaml.tmp");
-        std::fs::write(&tmp, manifests).unwrap();
-        std::fs::rename(&tmp, self.dir.join("app.yaml")).unwrap();
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "svcnet up did not stop\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// `dig +short` against the test's DNS server.
 fn dig(n: u8, args: &[&str]) -> String {
@@ -169,18 +30,6 @@ fn dig(n: u8, args: &[&str]) -> String {
         .output()
         .expect("dig is installed (bash scripts/test installs it)");
     stdout(&o)
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--max-time", "3"])
-        .args(args)
-        .output()
-        .expect("curl is installed (bash scripts/test installs it)")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 /// The pod that answered (`x-svcnet-pod` header) for `n` requests to `url`.

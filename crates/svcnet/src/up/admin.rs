@@ -8,6 +8,8 @@
 //! | `GET /api/state` | the served cluster as Kubernetes objects (JSON) |
 //! | `GET /api/errors` | the last reload: accepted or refused, with its diagnostics |
 //! | `POST /api/pods/NS/NAME/ready?value=true\|false\|auto` | flip a pod's readiness (`auto`: back to its probes) |
+//! | `GET /api/probe?from=NS/POD&host=H&port=P&protocol=tcp\|udp\|http` | a real connection from inside a pod (`svcnet probe`) |
+//! | `POST /api/probes` | many probes at once, concurrently: a JSON list of `{"from", "host", "port", "protocol"}` |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -189,7 +191,147 @@ async fn route(
                 Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
             }
         }
+        (&Method::GET, "/api/probe") => {
+            let query = req.uri().query().unwrap_or("").to_string();
+            match probe_query(&query) {
+                Ok(p) => json_response(StatusCode::OK, &probe_with(&shared.agents, p).await),
+                Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        }
+        (&Method::POST, "/api/probes") => {
+            let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                req.into_body(),
+                4 << 20,
+            ))
+            .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("reading the body: {e}\n")),
+            };
+            let probes: Vec<ProbeSpec> = match serde_json::from_slice(&body) {
+                Ok(p) => p,
+                Err(e) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "expected a JSON list of {{\"from\", \"host\", \"port\", \"protocol\"}}: {e}\n"
+                        ),
+                    );
+                }
+            };
+            if probes.len() > MAX_PROBES {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("at most {MAX_PROBES} probes per request\n"),
+                );
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for (i, p) in probes.into_iter().enumerate() {
+                let agents = shared.agents.clone();
+                set.spawn(async move { (i, probe_with(&agents, p).await) });
+            }
+            let mut out = Vec::new();
+            while let Some(r) = set.join_next().await {
+                if let Ok(r) = r {
+                    out.push(r);
+                }
+            }
+            out.sort_by_key(|(i, _)| *i);
+            json_response(
+                StatusCode::OK,
+                &Value::Array(out.into_iter().map(|(_, v)| v).collect()),
+            )
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The most probes one `POST /api/probes` may carry.
+const MAX_PROBES: usize = 10_000;
+
+/// One probe: from a pod, to an address, as `/_agent/dial` does it.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ProbeSpec {
+    /// `NAMESPACE/POD`.
+    from: String,
+    /// Target host (an IP, or a name for the system resolver).
+    host: String,
+    /// Target port.
+    port: u16,
+    /// `tcp` (default), `udp` or `http`.
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+fn probe_query(query: &str) -> Result<ProbeSpec, String> {
+    let get = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let from = get("from").ok_or("missing from=NAMESPACE/POD")?;
+    let host = get("host").ok_or("missing host=")?;
+    let port = get("port")
+        .ok_or("missing port=")?
+        .parse()
+        .map_err(|_| "port must be 1-65535".to_string())?;
+    Ok(ProbeSpec {
+        from,
+        host,
+        port,
+        protocol: get("protocol"),
+    })
+}
+
+/// Dials once from the pod. The JSON says whether a reply came back (`connected`), and
+/// `outcome`: `connected`, `blocked` (the dial ran, no reply: refused, reset, timed out,
+/// or denied by the pod's egress policy) or `error` (no such pod or agent, bad input).
+async fn probe_with(agents: &svcnet_sandbox::Agents, p: ProbeSpec) -> Value {
+    let protocol = p.protocol.as_deref().unwrap_or("tcp").to_ascii_lowercase();
+    let base = json!({"from": p.from, "host": p.host, "port": p.port, "protocol": protocol});
+    let fail = |e: String| {
+        let mut v = base.clone();
+        v["connected"] = Value::Bool(false);
+        v["outcome"] = Value::from("error");
+        v["error"] = Value::from(e);
+        v
+    };
+    let Some((ns, name)) = p.from.split_once('/') else {
+        return fail(format!("from: {:?} is not NAMESPACE/POD", p.from));
+    };
+    use svcnet_sandbox::dial::{DialProtocol, DialRequest};
+    let dial_protocol = match protocol.as_str() {
+        "tcp" => DialProtocol::Tcp,
+        "udp" => DialProtocol::Udp,
+        "http" => DialProtocol::Http,
+        other => return fail(format!("protocol: {other:?} is not tcp, udp or http")),
+    };
+    let req = DialRequest {
+        host: p.host.clone(),
+        port: p.port,
+        protocol: dial_protocol,
+        request: "hostname".to_string(),
+        tries: 1,
+    };
+    match agents.dial(&ObjectKey::new(ns, name), &req).await {
+        Err(e) => fail(e),
+        Ok(r) => {
+            let mut v = base.clone();
+            let reply = r.responses.first().map(|s| s.trim().to_string());
+            // An empty TCP reply is a connection closed without an answer: not a success.
+            let connected = reply.as_deref().is_some_and(|s| !s.is_empty());
+            v["connected"] = Value::Bool(connected);
+            v["outcome"] = Value::from(if connected { "connected" } else { "blocked" });
+            if let Some(reply) = reply {
+                v["reply"] = Value::from(reply);
+            }
+            if let Some(e) = r.errors.first() {
+                v["error"] = Value::from(e.clone());
+            } else if !connected {
+                v["error"] = Value::from("the connection closed without a reply");
+            }
+            v
+        }
     }
 }
 

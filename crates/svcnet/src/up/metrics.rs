@@ -15,13 +15,14 @@ pub(crate) struct RuntimeMetrics {
 }
 
 impl RuntimeMetrics {
-    /// Registers the metrics.
+    /// Registers the metrics under `svcnet_`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = RuntimeMetrics {
             reloads_ok: Counter::default(),
             reloads_failed: Counter::default(),
             apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
         };
+        let registry = registry.sub_registry_with_prefix("svcnet");
         registry.register(
             "reloads",
             "Manifest reloads that were applied",

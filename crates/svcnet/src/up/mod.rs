@@ -8,6 +8,7 @@
 
 mod admin;
 mod metrics;
+mod policy;
 mod watch;
 
 use std::collections::HashMap;
@@ -23,15 +24,17 @@ use arc_swap::ArcSwap;
 use svcnet_model::types::{ObjectKey, ServiceType};
 use svcnet_model::{Cluster, Diagnostics, Kind, Severity};
 use svcnet_proxy::{Proxy, ProxyConfig, ServiceTable};
-use svcnet_sandbox::{Agents, ReadinessChange, SandboxConfig};
+use svcnet_sandbox::{Agents, ReadinessChange};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::Sources;
 use crate::plan_args::PlanArgs;
 
-/// Arguments of `svcnet up`.
+/// Arguments of `svcnet up`. A flag given twice takes its last value (scripts append
+/// overrides).
 #[derive(clap::Args, Debug)]
+#[command(args_override_self = true)]
 pub struct UpArgs {
     #[command(flatten)]
     sources: Sources,
@@ -50,6 +53,10 @@ pub struct UpArgs {
     dns_addr: String,
     #[command(flatten)]
     dns: crate::dns_args::DnsArgs,
+    #[command(flatten)]
+    ingress: crate::ingress_args::IngressArgs,
+    #[command(flatten)]
+    state: crate::ingress_args::StateArgs,
     #[command(flatten)]
     plan: PlanArgs,
 }
@@ -101,6 +108,8 @@ pub(crate) struct Shared {
     pub registry: prometheus_client::registry::Registry,
     /// Runtime metrics.
     pub metrics: metrics::RuntimeMetrics,
+    /// The pod agents (`/api/probe` dials from them).
+    pub agents: Agents,
 }
 
 /// The result of the last reload attempt.
@@ -147,9 +156,17 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
 
-    let mut registry = prometheus_client::registry::Registry::with_prefix("svcnet");
+    // Each component names its metrics `svcnet_<component>_...` itself.
+    let mut registry = prometheus_client::registry::Registry::default();
     let runtime_metrics = metrics::RuntimeMetrics::register(&mut registry);
-    let proxy = Proxy::new(&mut registry, ProxyConfig::default());
+    let gate = policy::PolicyGate::new(&cluster, &mut registry);
+    let proxy = Proxy::new(
+        &mut registry,
+        ProxyConfig {
+            admit: Some(gate.proxy_admit()),
+            ..ProxyConfig::default()
+        },
+    );
     let dns_config = args.dns.config()?;
     let dns = match args.dns_addr.as_str() {
         "none" | "off" => None,
@@ -164,8 +181,23 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
             Some(server)
         }
     };
+    let (http_addr, https_addr) = (args.ingress.http()?, args.ingress.https()?);
+    let ingress = if http_addr.is_none() && https_addr.is_none() {
+        None
+    } else {
+        let config = svcnet_ingress::ServerConfig {
+            http_addr,
+            https_addr,
+            state_dir: args.state.dir(),
+            ..svcnet_ingress::ServerConfig::default()
+        };
+        let server = svcnet_ingress::IngressServer::start(config, &mut registry)
+            .await
+            .context("starting the Ingress controller (--http-addr/--https-addr, or none)")?;
+        Some(server)
+    };
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<ReadinessChange>();
-    let agents = Agents::new(SandboxConfig::default(), ready_tx);
+    let agents = Agents::new(gate.sandbox_config(), ready_tx);
     let shared = Arc::new(Shared {
         served: ArcSwap::from_pointee(cluster.clone()),
         last_reload: ArcSwap::from_pointee(ReloadOutcome {
@@ -178,6 +210,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         generation: AtomicU64::new(0),
         registry,
         metrics: runtime_metrics,
+        agents: agents.clone(),
     });
     let dns = dns.map(Arc::new);
 
@@ -198,6 +231,8 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         plan,
         reported: Default::default(),
         dns: dns.clone().map(|d| (d, dns_config.clone())),
+        gate,
+        ingress: ingress.clone().map(|i| (i, args.ingress.controller())),
     };
     // Watch before anything is served: a change made as soon as /readyz says 200 must
     // not be missed. Events that arrive meanwhile wait in the queue.
@@ -219,6 +254,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         &shared.served.load(),
         args.admin_addr,
         dns.as_ref().map(|d| d.local_addr()),
+        ingress.as_ref().map(|i| i.local_addrs()),
     );
     if bind_errors == 0 {
         shared.ready.store(true, Ordering::SeqCst);
@@ -260,6 +296,9 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
     shared
         .not_ready_reason
         .store(Arc::new("shutting down".to_string()));
+    if let Some(ingress) = &ingress {
+        ingress.shutdown(args.drain_timeout).await;
+    }
     proxy.shutdown(args.drain_timeout).await;
     agents.shutdown().await;
     drop(ctl);
@@ -285,6 +324,13 @@ struct Controller {
     reported: std::collections::HashSet<String>,
     /// The DNS server and its configuration, when enabled.
     dns: Option<(Arc<svcnet_dns::DnsServer>, svcnet_dns::DnsConfig)>,
+    /// NetworkPolicy enforcement.
+    gate: Arc<policy::PolicyGate>,
+    /// The Ingress controller and which classes it serves, when enabled.
+    ingress: Option<(
+        svcnet_ingress::IngressServer,
+        svcnet_ingress::ControllerConfig,
+    )>,
 }
 
 impl Controller {
@@ -348,6 +394,9 @@ impl Controller {
                     at: now_secs(),
                 }));
                 self.base = c;
+                // Policies depend on labels and addresses, not on readiness: compiled
+                // here, before the agents and the load balancer see the new state.
+                self.gate.publish(&self.base);
                 self.apply().await;
                 self.shared.metrics.reloads_ok.inc();
                 info!(
@@ -434,6 +483,34 @@ impl Controller {
         if let Some((server, config)) = &self.dns {
             server.publish(svcnet_dns::DnsZone::build(&served, config));
         }
+        if let Some((server, config)) = &self.ingress {
+            let (table, findings) = svcnet_ingress::compile(&served, config);
+            for f in findings {
+                if !self.reported.insert(format!("ingress {f:?}")) {
+                    continue;
+                }
+                let (ingress, field, message) = (f.ingress.to_string(), &f.field, &f.message);
+                match f.severity {
+                    svcnet_ingress::Severity::Error => {
+                        error!(%ingress, %field, %message, "Ingress not served");
+                    }
+                    svcnet_ingress::Severity::Warning => {
+                        warn!(%ingress, %field, %message, "Ingress")
+                    }
+                    svcnet_ingress::Severity::Notice => {
+                        info!(%ingress, %field, %message, "Ingress")
+                    }
+                }
+            }
+            for (host, problem) in server.publish(table) {
+                if self
+                    .reported
+                    .insert(format!("certificate {host} {problem}"))
+                {
+                    warn!(%host, %problem, "certificate: serving one from the local CA instead");
+                }
+            }
+        }
         self.shared.served.store(Arc::new(served));
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         self.shared
@@ -483,7 +560,12 @@ fn print_diagnostics(diags: &Diagnostics) {
 }
 
 /// What `up` brought up, and a few commands to paste.
-fn print_summary(c: &Cluster, admin: SocketAddr, dns: Option<SocketAddr>) {
+fn print_summary(
+    c: &Cluster,
+    admin: SocketAddr,
+    dns: Option<SocketAddr>,
+    ingress: Option<(Option<SocketAddr>, Option<SocketAddr>)>,
+) {
     let services = crate::get::table(c, Kind::Service, None, false);
     let pods = crate::get::table(c, Kind::Pod, None, true);
     println!("Services:\n{services}");
@@ -546,6 +628,26 @@ fn print_summary(c: &Cluster, admin: SocketAddr, dns: Option<SocketAddr>) {
                 format!("{}.{}.svc.{domain}", s.meta.name, s.meta.namespace)
             });
         println!("  dig @{} -p {} {name}", dns.ip(), dns.port());
+    }
+    if let Some((http, https)) = ingress {
+        let hosts: std::collections::BTreeSet<&str> = c
+            .ingresses
+            .values()
+            .flat_map(|i| i.rules.iter().filter_map(|r| r.host.as_deref()))
+            .filter(|h| !h.starts_with('*'))
+            .collect();
+        let host = hosts.iter().next().copied();
+        if let Some(http) = http {
+            match host {
+                Some(h) => println!("  curl -s -H 'Host: {h}' http://{http}/        # Ingress"),
+                None => println!("  curl -s http://{http}/        # Ingress"),
+            }
+        }
+        if let (Some(https), Some(h)) = (https, host) {
+            println!(
+                "  curl -s --connect-to {h}:443:{https} --cacert <(svcnet ca) https://{h}/        # Ingress over TLS"
+            );
+        }
     }
     println!("  curl -s http://{admin}/metrics | grep svcnet_");
     println!("  curl -s -X POST 'http://{admin}/api/pods/NAMESPACE/POD/ready?value=false'");

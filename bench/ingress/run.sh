@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# bench/ingress: svcnet's Ingress controller (`svcnet up`) against nginx (Debian) configured
+# with the same 100 routes to the same backend, in one run. Installs wrk, nginx-light and
+# nghttp2-client (h2load) when missing (Debian/Ubuntu, as root), builds svcnet in release,
+# generates 100 Ingresses, runs both proxies pinned to CPU 0 with taskset (the backend and
+# the load generators on CPU 1) and writes bench/ingress/RESULTS.md.
+#
+#   bash bench/ingress/run.sh                        # defaults: 10 s per measurement
+#   DURATION=20 CONNS=64 RATE=4000 bash bench/ingress/run.sh
+#   SVCNET=/path/to/svcnet bash bench/ingress/run.sh   # a prebuilt binary
+#
+# Addresses (loopback only): backend nginx 127.0.0.1:18081; nginx proxy 127.0.0.1:18080
+# (HTTP/1.1) and 127.0.0.1:18443 (TLS, h2); svcnet 127.0.0.1:28080 and 127.0.0.1:28443
+# (admin 127.0.0.1:29090, DNS off). Every process started here is killed when the script
+# ends, fails or is interrupted; the whole run is bounded by `timeout`.
+#
+# Method:
+#  * max rate: wrk (HTTP/1.1, 1 thread, CONNS connections, keep-alive) and h2load (HTTP/2
+#    over TLS, ALPN h2, 10 connections x 10 streams) for DURATION seconds each; requests
+#    per second and wrk's p50/p99 (--latency), h2load's per-request log for p50/p99.
+#  * fixed rate (wrk2 is not in Debian): h2load --rps paces every connection at a fixed
+#    request rate, over HTTP/1.1 (--h1, cleartext) and HTTP/2 over TLS; its --log-file has
+#    one line per request (start, status, microseconds to the end of the response), from
+#    which p50/p99/p99.9 are computed here. The offered load (RATE req/s in total) is below
+#    both proxies' maximum, so the percentiles compare latency, not queueing at saturation.
+#  * every request names one of the 100 hosts and its path (/api/N), rotated per run.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-50}"
+RATE="${RATE:-5000}"              # fixed-rate runs: total requests per second
+RATE_CONNS="${RATE_CONNS:-20}"
+ROUTES="${ROUTES:-100}"
+BACKEND=127.0.0.1:18081
+NGINX_HTTP=127.0.0.1:18080
+NGINX_HTTPS=127.0.0.1:18443
+SVCNET_HTTP=127.0.0.1:28080
+SVCNET_HTTPS=127.0.0.1:28443
+SVCNET_ADMIN=127.0.0.1:29090
+
+if [ -z "${BENCH_INGRESS_INNER:-}" ]; then
+    export BENCH_INGRESS_INNER=1
+    exec timeout --signal=TERM --kill-after=10 2400 bash "$0" "$@"
+fi
+
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing ${missing[*]}; as root: apt-get update && apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing ${missing[*]}" >&2
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+export PATH="$PATH:/usr/sbin"
+
+# SVCNET=path/to/svcnet uses a binary built beforehand instead of building one.
+if [ -z "${SVCNET:-}" ]; then
+    cargo build --release -p svcnet
+fi
+svcnet="${SVCNET:-${CARGO_TARGET_DIR:-$root/target}/release/svcnet}"
+
+tmp="$(mktemp -d /tmp/bench-ingress.XXXXXX)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 100 Ingresses, each with its Service and an EndpointSlice on the backend ------------
+mkdir -p "$tmp/manifests" "$tmp/state" "$tmp/nginx"
+backend_port="${BACKEND##*:}"
+{
+    for ((i = 0; i < ROUTES; i++)); do
+        cat <<YAML
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc-$i}
+spec:
+  ports: [{name: http, port: 80, targetPort: $backend_port}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: svc-$i-1
+  labels: {kubernetes.io/service-name: svc-$i}
+addressType: IPv4
+ports: [{name: http, port: $backend_port, protocol: TCP}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: ing-$i
+  annotations:
+    nginx.ingress.kubernetes.io/ssl-redirect: "false"
+spec:
+  tls: [{hosts: [h$i.bench.test]}]
+  rules:
+  - host: h$i.bench.test
+    http:
+      paths:
+      - {path: /api/$i, pathType: Prefix, backend: {service: {name: svc-$i, port: {number: 80}}}}
+YAML
+    done
+} >"$tmp/manifests/ingresses.yaml"
+
+# --- nginx: the backend (CPU 1) and the proxy with the same 100 routes (CPU 0) -----------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=bench.test" -addext "subjectAltName=DNS:*.bench.test" \
+    -keyout "$tmp/nginx/key.pem" -out "$tmp/nginx/cert.pem" 2>/dev/null
+
+cat >"$tmp/nginx/backend.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/backend.pid;
+error_log $tmp/nginx/backend-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen $BACKEND backlog=4096;
+        location / { return 200 "ok\n"; }
+    }
+}
+CONF
+
+{
+    cat <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/proxy.pid;
+error_log $tmp/nginx/proxy-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log $tmp/nginx/access.log;
+    keepalive_requests 1000000;
+    upstream backend { server $BACKEND; keepalive 128; }
+    ssl_certificate $tmp/nginx/cert.pem;
+    ssl_certificate_key $tmp/nginx/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host \$host;
+    proxy_set_header X-Real-IP \$remote_addr;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto \$scheme;
+    proxy_set_header X-Forwarded-Host \$host;
+    proxy_set_header X-Forwarded-Port \$server_port;
+    proxy_set_header X-Request-ID \$request_id;
+    server {
+        listen $NGINX_HTTP default_server backlog=4096;
+        listen $NGINX_HTTPS ssl http2 default_server backlog=4096;
+        server_name _;
+        return 404;
+    }
+CONF
+    for ((i = 0; i < ROUTES; i++)); do
+        cat <<CONF
+    server {
+        listen $NGINX_HTTP;
+        listen $NGINX_HTTPS ssl http2;
+        server_name h$i.bench.test;
+        location /api/$i { proxy_pass http://backend; }
+    }
+CONF
+    done
+    echo "}"
+} >"$tmp/nginx/proxy.conf"
+
+taskset -c 1 nginx -c "$tmp/nginx/backend.conf" -e "$tmp/nginx/backend-error.log" &
+pids+=($!)
+taskset -c 0 nginx -c "$tmp/nginx/proxy.conf" -e "$tmp/nginx/proxy-error.log" &
+pids+=($!)
+
+# --- svcnet up (CPU 0), access log on as by default (nginx logs too) --------------------
+taskset -c 0 "$svcnet" up -f "$tmp/manifests" --http-addr "$SVCNET_HTTP" \
+    --https-addr "$SVCNET_HTTPS" --admin-addr "$SVCNET_ADMIN" --dns-addr none \
+    --state-dir "$tmp/state" >"$tmp/svcnet.out" 2>"$tmp/svcnet.log" &
+pids+=($!)
+
+wait_http() { # URL HOST
+    for _ in $(seq 1 200); do
+        if curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H "Host: $2" "$1" | grep -q 200; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "no 200 from $1 (Host $2)" >&2
+    tail -20 "$tmp/svcnet.log" >&2 || true
+    exit 1
+}
+wait_http "http://$BACKEND/" x
+wait_http "http://$NGINX_HTTP/api/7" h7.bench.test
+wait_http "http://$SVCNET_HTTP/api/7" h7.bench.test
+
+# Both proxies answer the same way.
+for target in "$NGINX_HTTP" "$SVCNET_HTTP"; do
+    code=$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -H 'Host: h99.bench.test' "http://$target/api/98")
+    [ "$code" = 404 ] || { echo "$target: /api/98 on h99 gave $code, want 404" >&2; exit 1; }
+done
+
+percentiles() { # h2load log file -> "p50_ms p99_ms p999_ms count"
+    python3 - "$1" <<'PY'
+import sys
+v = sorted(int(l.split('\t')[2]) for l in open(sys.argv[1]) if l.count('\t') >= 2 and l.split('\t')[1] == '200')
+if not v:
+    print("- - - 0"); sys.exit()
+q = lambda p: v[min(len(v) - 1, int(p * len(v)))] / 1000.0
+print(f"{q(0.50):.3f} {q(0.99):.3f} {q(0.999):.3f} {len(v)}")
+PY
+}
+
+wrk_run() { # NAME ADDR ROUTE
+    local out="$tmp/wrk-$1.txt"
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+        -H "Host: h$3.bench.test" "http://$2/api/$3" >"$out"
+    local rps p50 p99 errs
+    rps=$(awk '/Requests\/sec/ {print $2}' "$out")
+    p50=$(awk '$1 == "50%" {print $2}' "$out")
+    p99=$(awk '$1 == "99%" {print $2}' "$out")
+    errs=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
+    echo "| $1 | HTTP/1.1 wrk max rate | $rps | $p50 | $p99 | ${errs:-none} |"
+}
+
+h2_max() { # NAME ADDR ROUTE
+    local log="$tmp/h2-$1.log" out="$tmp/h2-$1.txt"
+    taskset -c 1 h2load -c10 -m10 -t1 -D "$DURATION" --connect-to="$2" \
+        --log-file="$log" "https://h$3.bench.test/api/$3" >"$out" 2>&1
+    local rps pct
+    rps=$(awk '/^finished in/ {print $4}' "$out" | tr -d ',')
+    read -r p50 p99 _ _ < <(percentiles "$log")
+    local fail
+    fail=$(awk '/^requests:/ {print $0}' "$out")
+    echo "| $1 | HTTP/2 TLS h2load max rate | $rps | ${p50}ms | ${p99}ms | $fail |"
+}
+
+fixed() { # NAME ADDR ROUTE MODE(h1|h2)
+    local log="$tmp/fixed-$1-$4.log" out="$tmp/fixed-$1-$4.txt"
+    local per=$((RATE / RATE_CONNS))
+    if [ "$4" = h1 ]; then
+        taskset -c 1 h2load --h1 -c"$RATE_CONNS" -t1 --rps="$per" -D "$DURATION" \
+            -H "Host: h$3.bench.test" --log-file="$log" "http://$2/api/$3" >"$out" 2>&1
+        label="HTTP/1.1 fixed $RATE req/s"
+    else
+        taskset -c 1 h2load -c"$RATE_CONNS" -t1 --rps="$per" -D "$DURATION" \
+            --connect-to="$2" --log-file="$log" "https://h$3.bench.test/api/$3" >"$out" 2>&1
+        label="HTTP/2 TLS fixed $RATE req/s"
+    fi
+    local rps
+    rps=$(awk '/^finished in/ {print $4}' "$out" | tr -d ',')
+    read -r p50 p99 p999 n < <(percentiles "$log")
+    echo "| $1 | $label | $rps | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok |"
+}
+
+rows=()
+route=7
+for round in 1 2; do
+    for name in nginx svcnet; do
+        if [ $name = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; fi
+        route=$(( (route + 31) % ROUTES ))
+        rows+=("$(wrk_run "$name" "$http" "$route")")
+        rows+=("$(h2_max "$name" "$https" "$route")")
+        rows+=("$(fixed "$name" "$http" "$route" h1)")
+        rows+=("$(fixed "$name" "$https" "$route" h2)")
+    done
+done
+
+svcnet_version=$("$svcnet" --version 2>/dev/null || echo svcnet)
+nginx_version=$(nginx -v 2>&1)
+{
+    echo "# bench/ingress results"
+    echo
+    echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),"
+    echo "$svcnet_version vs $nginx_version. $ROUTES Ingresses / server blocks, one backend (nginx \`return 200\`)."
+    echo "Proxies pinned to CPU 0 (one nginx worker; svcnet's tokio runtime sees one CPU), backend and"
+    echo "load generators on CPU 1. Access logs on for both. ${DURATION}s per row; two rounds, alternating."
+    echo
+    echo "| proxy | run | req/s | p50 | p99 | errors |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+} | tee "$root/bench/ingress/RESULTS.md"

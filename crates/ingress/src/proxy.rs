@@ -1,0 +1,1029 @@
+//! Forwarding to endpoints: endpoint choice (cookie affinity, `upstream-hash-by`,
+//! round-robin), the upstream connection pools (HTTP/1.1 keep-alive, HTTP/2 shared
+//! connections, over TCP or TLS), the request and response header rewrites
+//! (`X-Forwarded-*`, `X-Real-IP`, `X-Request-ID`, hop-by-hop headers) and the bodies.
+//!
+//! Connections are established before the request is handed over, so a refused connect
+//! is retried on another endpoint with the request (and its body) intact. A pooled
+//! HTTP/1.1 connection goes back to its pool when the response body has been read to its
+//! end; one dropped half-way is closed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::limits::ConnectionSlot;
+use crate::table::{Backend, BackendProtocol, HashBy};
+
+/// The error type of the bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long an idle upstream HTTP/1.1 connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+/// Idle HTTP/1.1 connections kept per endpoint.
+const POOL_MAX_IDLE: usize = 256;
+/// Distinct endpoints tried for one request (ingress-nginx's `proxy-next-upstream-tries`).
+pub const MAX_TRIES: usize = 3;
+
+// ---------------------------------------------------------------------------------------
+// Bodies
+
+/// The request body sent upstream.
+#[derive(Debug)]
+pub enum ReqBody {
+    /// No body (auth sub-requests, bodiless requests).
+    Empty,
+    /// The client's body, counted against `proxy-body-size`.
+    Client(LimitedBody),
+}
+
+/// The client's request body with the `proxy-body-size` limit applied while streaming.
+#[derive(Debug)]
+pub struct LimitedBody {
+    inner: Incoming,
+    limit: Option<u64>,
+    seen: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl LimitedBody {
+    /// Wraps `inner`; `exceeded` is set when more than `limit` bytes arrive.
+    pub fn new(inner: Incoming, limit: Option<u64>, exceeded: Arc<AtomicBool>) -> LimitedBody {
+        LimitedBody {
+            inner,
+            limit,
+            seen: 0,
+            exceeded,
+        }
+    }
+}
+
+/// The error a body over `proxy-body-size` fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than proxy-body-size ({0} bytes)")]
+pub struct BodyTooLarge(pub u64);
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Client(b) => {
+                let frame = match Pin::new(&mut b.inner).poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(Some(Ok(f))) => f,
+                };
+                if let Some(d) = frame.data_ref() {
+                    b.seen += d.len() as u64;
+                    if let Some(limit) = b.limit
+                        && b.seen > limit
+                    {
+                        b.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Empty => true,
+            ReqBody::Client(b) => b.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Client(b) => b.inner.size_hint(),
+        }
+    }
+}
+
+/// Kept alive as long as the response body is: per-request guards.
+#[derive(Debug, Default)]
+pub struct Hold {
+    /// A `limit-connections` slot.
+    pub slot: Option<ConnectionSlot>,
+    /// The connection's in-flight count (idle timeout).
+    pub in_flight: Option<crate::server::InFlight>,
+}
+
+/// The response body sent to the client.
+#[derive(Debug)]
+pub struct RespBody {
+    kind: RespKind,
+    _hold: Hold,
+}
+
+#[derive(Debug)]
+enum RespKind {
+    Full(Option<Bytes>),
+    Upstream(Incoming, Option<PoolReturn>),
+}
+
+impl RespBody {
+    /// A body made by the controller.
+    pub fn full(bytes: impl Into<Bytes>) -> RespBody {
+        let b: Bytes = bytes.into();
+        RespBody {
+            kind: RespKind::Full((!b.is_empty()).then_some(b)),
+            _hold: Hold::default(),
+        }
+    }
+
+    /// The upstream's body; the pooled connection goes back at its end.
+    pub fn upstream(body: Incoming, ret: Option<PoolReturn>) -> RespBody {
+        let ret = match ret {
+            Some(r) if body.is_end_stream() => {
+                r.give_back();
+                None
+            }
+            other => other,
+        };
+        RespBody {
+            kind: RespKind::Upstream(body, ret),
+            _hold: Hold::default(),
+        }
+    }
+
+    /// Attaches the per-request guards.
+    pub fn hold(mut self, hold: Hold) -> RespBody {
+        self._hold = hold;
+        self
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            RespKind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RespKind::Upstream(body, ret) => match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => {
+                    if let Some(r) = ret.take() {
+                        r.give_back();
+                    }
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Ok(f))) => {
+                    if body.is_end_stream()
+                        && let Some(r) = ret.take()
+                    {
+                        r.give_back();
+                    }
+                    Poll::Ready(Some(Ok(f)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    ret.take();
+                    Poll::Ready(Some(Err(e.into())))
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            RespKind::Full(b) => b.is_none(),
+            RespKind::Upstream(b, _) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            RespKind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespKind::Upstream(b, _) => b.size_hint(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection pools
+
+/// How a backend is spoken to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// HTTP/1.1 over TCP.
+    H1,
+    /// HTTP/1.1 over TLS.
+    H1Tls,
+    /// HTTP/2 cleartext (prior knowledge).
+    H2c,
+    /// HTTP/2 over TLS (ALPN h2).
+    H2Tls,
+}
+
+impl Proto {
+    /// The protocol for a `backend-protocol`.
+    pub fn of(p: BackendProtocol) -> Proto {
+        match p {
+            BackendProtocol::Http => Proto::H1,
+            BackendProtocol::Https => Proto::H1Tls,
+            BackendProtocol::Grpc | BackendProtocol::H2c => Proto::H2c,
+            BackendProtocol::Grpcs => Proto::H2Tls,
+        }
+    }
+
+    fn is_h2(self) -> bool {
+        matches!(self, Proto::H2c | Proto::H2Tls)
+    }
+
+    fn scheme(self) -> &'static str {
+        match self {
+            Proto::H1 | Proto::H2c => "http",
+            Proto::H1Tls | Proto::H2Tls => "https",
+        }
+    }
+}
+
+/// The connections of one endpoint and protocol.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<Vec<(http1::SendRequest<ReqBody>, Instant)>>,
+    h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
+}
+
+impl Pool {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(http1::SendRequest<ReqBody>, Instant)>> {
+        // Pushes and pops leave the vector consistent: a poisoned lock is still usable.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn h2(&self) -> std::sync::MutexGuard<'_, Option<http2::SendRequest<ReqBody>>> {
+        self.h2.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.idle().is_empty() && self.h2().as_ref().is_none_or(|s| s.is_closed())
+    }
+}
+
+/// Gives a HTTP/1.1 connection back to its pool (at the end of the response body).
+#[derive(Debug)]
+pub struct PoolReturn {
+    sender: http1::SendRequest<ReqBody>,
+    pool: Arc<Pool>,
+}
+
+impl PoolReturn {
+    pub(crate) fn give_back(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.pool.idle();
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push((self.sender, Instant::now()));
+        }
+    }
+}
+
+/// A connection ready to take one request.
+#[derive(Debug)]
+pub enum Conn {
+    /// HTTP/1.1; `reused` when it came from the pool.
+    H1 {
+        /// The sender.
+        sender: http1::SendRequest<ReqBody>,
+        /// Where it goes back.
+        pool: Option<Arc<Pool>>,
+        /// From the pool (may have been closed by the peer meanwhile).
+        reused: bool,
+    },
+    /// HTTP/2.
+    H2 {
+        /// The sender.
+        sender: http2::SendRequest<ReqBody>,
+        /// The shared connection was already open.
+        reused: bool,
+    },
+}
+
+impl Conn {
+    /// True when it came from a pool.
+    pub fn reused(&self) -> bool {
+        match self {
+            Conn::H1 { reused, .. } | Conn::H2 { reused, .. } => *reused,
+        }
+    }
+}
+
+/// Why no connection could be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The endpoint refused the connection: another endpoint is tried.
+    #[error("connection refused by {0}")]
+    Refused(SocketAddr),
+    /// `proxy-connect-timeout` elapsed.
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    /// Another socket error.
+    #[error("connect to {addr}: {source}")]
+    Io {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The HTTP handshake failed.
+    #[error("HTTP handshake with {addr}: {source}")]
+    Handshake {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The error.
+        source: hyper::Error,
+    },
+}
+
+impl ConnectError {
+    /// The `upstream_errors_total` kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectError::Refused(_) => "connect_refused",
+            ConnectError::Timeout(_) => "connect_timeout",
+            ConnectError::Io { .. } => "connect_error",
+            ConnectError::Tls { .. } => "tls",
+            ConnectError::Handshake { .. } => "protocol",
+        }
+    }
+
+    /// The status answered: 504 for a timeout (as nginx), else 502.
+    pub fn status(&self) -> u16 {
+        match self {
+            ConnectError::Timeout(_) => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// Why a request could not be sent on a connection.
+#[derive(Debug)]
+pub enum SendError {
+    /// Not sent at all: the request is given back (retry on a fresh connection).
+    NotSent(Box<Request<ReqBody>>, hyper::Error),
+    /// Failed after (part of) it was sent.
+    Failed(hyper::Error),
+}
+
+/// The upstream connection pools, shared by every request.
+pub struct Upstreams {
+    pools: Mutex<HashMap<(SocketAddr, Proto), Arc<Pool>>>,
+    tls_h1: TlsConnector,
+    tls_h2: TlsConnector,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams").finish_non_exhaustive()
+    }
+}
+
+impl Upstreams {
+    /// Empty pools.
+    pub fn new() -> Result<Upstreams, rustls::Error> {
+        Ok(Upstreams {
+            pools: Mutex::new(HashMap::new()),
+            tls_h1: TlsConnector::from(Arc::new(crate::tls::upstream_client_config(&[
+                b"http/1.1",
+            ])?)),
+            tls_h2: TlsConnector::from(Arc::new(crate::tls::upstream_client_config(&[b"h2"])?)),
+        })
+    }
+
+    fn pool(&self, addr: SocketAddr, proto: Proto) -> Arc<Pool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if pools.len() > 4096 && !pools.contains_key(&(addr, proto)) {
+            pools.retain(|_, p| Arc::strong_count(p) > 1 || !p.is_empty());
+        }
+        pools.entry((addr, proto)).or_default().clone()
+    }
+
+    /// A connection to `addr`: an idle pooled one when there is one (never for
+    /// upgrades), else a new one within `connect_timeout`.
+    pub async fn checkout(
+        &self,
+        addr: SocketAddr,
+        proto: Proto,
+        connect_timeout: Duration,
+        upgrade: bool,
+    ) -> Result<Conn, ConnectError> {
+        let pool = self.pool(addr, proto);
+        if proto.is_h2() {
+            if let Some(s) = pool.h2().as_ref().filter(|s| !s.is_closed()) {
+                return Ok(Conn::H2 {
+                    sender: s.clone(),
+                    reused: true,
+                });
+            }
+        } else if !upgrade {
+            let mut idle = pool.idle();
+            while let Some((s, at)) = idle.pop() {
+                if !s.is_closed() && at.elapsed() < POOL_IDLE {
+                    return Ok(Conn::H1 {
+                        sender: s,
+                        pool: Some(pool.clone()),
+                        reused: true,
+                    });
+                }
+            }
+        }
+        self.connect(addr, proto, connect_timeout, upgrade, pool)
+            .await
+    }
+
+    /// A new connection, bypassing the pool (after a pooled one failed).
+    pub async fn fresh(
+        &self,
+        addr: SocketAddr,
+        proto: Proto,
+        connect_timeout: Duration,
+    ) -> Result<Conn, ConnectError> {
+        let pool = self.pool(addr, proto);
+        self.connect(addr, proto, connect_timeout, false, pool)
+            .await
+    }
+
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        proto: Proto,
+        connect_timeout: Duration,
+        upgrade: bool,
+        pool: Arc<Pool>,
+    ) -> Result<Conn, ConnectError> {
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => return Err(ConnectError::Timeout(addr)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(ConnectError::Refused(addr));
+            }
+            Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn IoBox> = match proto {
+            Proto::H1 | Proto::H2c => Box::new(tcp),
+            Proto::H1Tls | Proto::H2Tls => {
+                let connector = if proto == Proto::H2Tls {
+                    &self.tls_h2
+                } else {
+                    &self.tls_h1
+                };
+                // No SNI for an address, as nginx's default `proxy_ssl_server_name off`.
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                match tokio::time::timeout_at(deadline, connector.connect(name, tcp)).await {
+                    Err(_) => return Err(ConnectError::Timeout(addr)),
+                    Ok(Err(source)) => return Err(ConnectError::Tls { addr, source }),
+                    Ok(Ok(s)) => Box::new(s),
+                }
+            }
+        };
+        let io = TokioIo::new(io);
+        if proto.is_h2() {
+            let mut b = http2::Builder::new(TokioExecutor::new());
+            b.initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(4 << 20);
+            let (sender, conn) = b
+                .handshake(io)
+                .await
+                .map_err(|source| ConnectError::Handshake { addr, source })?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
+                }
+            });
+            *pool.h2() = Some(sender.clone());
+            Ok(Conn::H2 {
+                sender,
+                reused: false,
+            })
+        } else {
+            let (sender, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|source| ConnectError::Handshake { addr, source })?;
+            if upgrade {
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
+                    }
+                });
+            } else {
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(upstream = %addr, error = %e, "upstream connection ended");
+                    }
+                });
+            }
+            Ok(Conn::H1 {
+                sender,
+                pool: (!upgrade).then_some(pool),
+                reused: false,
+            })
+        }
+    }
+
+    /// Sends `req` on `conn`; the response head, and what gives the connection back.
+    pub async fn send(
+        conn: Conn,
+        req: Request<ReqBody>,
+    ) -> Result<(Response<Incoming>, Option<PoolReturn>), SendError> {
+        match conn {
+            Conn::H1 {
+                mut sender, pool, ..
+            } => {
+                if let Err(e) = sender.ready().await {
+                    return Err(SendError::NotSent(Box::new(req), e));
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        let ret = pool.map(|pool| PoolReturn { sender, pool });
+                        Ok((resp, ret))
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(req) => Err(SendError::NotSent(Box::new(req), e.into_error())),
+                        None => Err(SendError::Failed(e.into_error())),
+                    },
+                }
+            }
+            Conn::H2 { mut sender, .. } => match sender.try_send_request(req).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => Err(SendError::NotSent(Box::new(req), e.into_error())),
+                    None => Err(SendError::Failed(e.into_error())),
+                },
+            },
+        }
+    }
+}
+
+trait IoBox: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> IoBox for T {}
+
+// ---------------------------------------------------------------------------------------
+// Endpoint choice
+
+/// What endpoint choice looks at in a request.
+#[derive(Debug)]
+pub struct PickRequest<'a> {
+    /// Request headers (cookies, `upstream-hash-by: $http_*`).
+    pub headers: &'a HeaderMap,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The request host (lower-cased, no port).
+    pub host: &'a str,
+    /// The request path.
+    pub path: &'a str,
+    /// The query.
+    pub query: Option<&'a str>,
+    /// The matched route's path (default cookie path).
+    pub route_path: &'a str,
+    /// The route matches by regex (cookie path `/`).
+    pub route_regex: bool,
+}
+
+/// An endpoint chosen, and the affinity cookie to set.
+#[derive(Debug)]
+pub struct Pick {
+    /// Index in `backend.endpoints`.
+    pub index: usize,
+    /// `Set-Cookie` to add to the response.
+    pub set_cookie: Option<HeaderValue>,
+}
+
+/// FNV-1a with a final avalanche: a stable hash (the same across runs and hosts).
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // splitmix64 finaliser.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The affinity cookie value that designates an endpoint.
+pub fn affinity_token(addr: SocketAddr) -> String {
+    format!("{:016x}", stable_hash(&[addr.to_string().as_bytes()]))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The value of query parameter `name` (not decoded).
+fn query_arg<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn hash_key(by: &HashBy, req: &PickRequest<'_>) -> Vec<u8> {
+    match by {
+        HashBy::RemoteAddr => req.client_ip.to_string().into_bytes(),
+        HashBy::RequestUri => match req.query {
+            Some(q) => format!("{}?{}", req.path, q).into_bytes(),
+            None => req.path.as_bytes().to_vec(),
+        },
+        HashBy::Uri => req.path.as_bytes().to_vec(),
+        HashBy::Host => req.host.as_bytes().to_vec(),
+        HashBy::Header(name) => req
+            .headers
+            .get(name)
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default(),
+        HashBy::Cookie(name) => cookie(req.headers, name).unwrap_or("").as_bytes().to_vec(),
+        HashBy::Arg(name) => query_arg(req.query, name).unwrap_or("").as_bytes().to_vec(),
+    }
+}
+
+/// Chooses an endpoint of `backend` not in `tried`: the affinity cookie's when it still
+/// designates one, else by `upstream-hash-by` (rendezvous hashing: removing an endpoint
+/// moves only its own keys), else round-robin. `None` when every endpoint was tried.
+pub fn pick(
+    backend: &Backend,
+    req: &PickRequest<'_>,
+    rr: &AtomicUsize,
+    tried: &[usize],
+) -> Option<Pick> {
+    let eps = &backend.endpoints;
+    let n = eps.len();
+    if n == 0 || tried.len() >= n {
+        return None;
+    }
+    let policy = &backend.policy;
+    if let Some(aff) = &policy.affinity {
+        if let Some(value) = cookie(req.headers, &aff.name)
+            && let Some(i) =
+                (0..n).find(|&i| !tried.contains(&i) && affinity_token(eps[i].addr) == value)
+        {
+            return Some(Pick {
+                index: i,
+                set_cookie: None,
+            });
+        }
+        let index = round_robin(n, rr, tried)?;
+        let path = match (&aff.path, req.route_regex) {
+            (Some(p), _) => p.as_str(),
+            (None, true) => "/",
+            (None, false) => req.route_path,
+        };
+        let mut c = format!(
+            "{}={}; Path={}; HttpOnly",
+            aff.name,
+            affinity_token(eps[index].addr),
+            path
+        );
+        if let Some(age) = aff.max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        return Some(Pick {
+            index,
+            set_cookie: HeaderValue::from_str(&c).ok(),
+        });
+    }
+    if let Some(by) = &policy.upstream_hash_by {
+        let key = hash_key(by, req);
+        let index = (0..n)
+            .filter(|i| !tried.contains(i))
+            .max_by_key(|&i| stable_hash(&[&key, eps[i].addr.to_string().as_bytes()]))?;
+        return Some(Pick {
+            index,
+            set_cookie: None,
+        });
+    }
+    Some(Pick {
+        index: round_robin(n, rr, tried)?,
+        set_cookie: None,
+    })
+}
+
+fn round_robin(n: usize, rr: &AtomicUsize, tried: &[usize]) -> Option<usize> {
+    let start = rr.fetch_add(1, Ordering::Relaxed);
+    (0..n).map(|k| (start + k) % n).find(|i| !tried.contains(i))
+}
+
+// ---------------------------------------------------------------------------------------
+// Header rewriting
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, and the headers named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+    headers.remove(HeaderName::from_static("http2-settings"));
+}
+
+/// True for an HTTP/1.1 `Upgrade` request (WebSocket).
+pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// A new `X-Request-ID`: 32 hex digits, as nginx's `$request_id`.
+pub fn new_request_id() -> HeaderValue {
+    let v: u128 = rand::random();
+    HeaderValue::from_str(&format!("{v:032x}")).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// What the forwarded headers say about the client side.
+#[derive(Debug)]
+pub struct Forwarded<'a> {
+    /// Client address.
+    pub client_ip: IpAddr,
+    /// `http` / `https`.
+    pub scheme: &'static str,
+    /// The request's host as received (port included when present).
+    pub host: &'a str,
+    /// The listener's port.
+    pub port: u16,
+}
+
+/// Rewrites request headers for the upstream: hop-by-hop removed, `X-Forwarded-For`
+/// appended, `X-Forwarded-Proto/-Host/-Port/-Scheme`, `X-Real-IP`, and `X-Request-ID`
+/// (kept when the client sent one). Returns the request id.
+pub fn forward_headers(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> HeaderValue {
+    strip_hop_by_hop(headers);
+    let ip = fwd.client_ip.to_string();
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let joined = {
+        let prior: Vec<&str> = headers
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            ip.clone()
+        } else {
+            format!("{}, {}", prior.join(", "), ip)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(xff, v);
+    }
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers, "x-real-ip", &ip);
+    set(headers, "x-forwarded-proto", fwd.scheme);
+    set(headers, "x-forwarded-scheme", fwd.scheme);
+    set(headers, "x-forwarded-host", fwd.host);
+    set(headers, "x-forwarded-port", &fwd.port.to_string());
+    let rid = HeaderName::from_static("x-request-id");
+    match headers.get(&rid) {
+        Some(v) => v.clone(),
+        None => {
+            let v = new_request_id();
+            headers.insert(rid, v.clone());
+            v
+        }
+    }
+}
+
+/// The URI to send upstream: origin-form for HTTP/1.1, absolute for HTTP/2.
+pub fn upstream_uri(proto: Proto, authority: &str, path_and_query: &str) -> Option<Uri> {
+    if proto.is_h2() {
+        Uri::builder()
+            .scheme(proto.scheme())
+            .authority(authority)
+            .path_and_query(path_and_query)
+            .build()
+            .ok()
+    } else {
+        path_and_query.parse().ok()
+    }
+}
+
+/// The request version to use for a protocol.
+pub fn upstream_version(proto: Proto) -> Version {
+    if proto.is_h2() {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::table::{CookieAffinity, Policy, UpstreamEndpoint};
+    use svcnet_model::types::ObjectKey;
+
+    fn backend(n: u16, policy: Policy) -> Backend {
+        Backend {
+            service: ObjectKey::new("default", "svc"),
+            service_port: Some(80),
+            port_name: String::new(),
+            endpoints: (0..n)
+                .map(|i| UpstreamEndpoint {
+                    addr: SocketAddr::from(([127, 244, 0, 1 + i as u8], 8080)),
+                    pod: None,
+                })
+                .collect(),
+            policy: Arc::new(policy),
+            unusable: None,
+        }
+    }
+
+    fn req<'a>(headers: &'a HeaderMap, path: &'a str) -> PickRequest<'a> {
+        PickRequest {
+            headers,
+            client_ip: "192.0.2.7".parse().unwrap(),
+            host: "a.test",
+            path,
+            query: Some("user=42&x"),
+            route_path: "/app",
+            route_regex: false,
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_tried_endpoints() {
+        let b = backend(3, Policy::default());
+        let h = HeaderMap::new();
+        let rr = AtomicUsize::new(0);
+        let seq: Vec<usize> = (0..6)
+            .map(|_| pick(&b, &req(&h, "/"), &rr, &[]).unwrap().index)
+            .collect();
+        assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(pick(&b, &req(&h, "/"), &rr, &[0, 1]).unwrap().index, 2);
+        assert!(pick(&b, &req(&h, "/"), &rr, &[0, 1, 2]).is_none());
+    }
+
+    #[test]
+    fn affinity_sets_then_follows_the_cookie() {
+        let b = backend(
+            4,
+            Policy {
+                affinity: Some(CookieAffinity {
+                    name: "route".into(),
+                    path: None,
+                    max_age: Some(60),
+                }),
+                ..Policy::default()
+            },
+        );
+        let rr = AtomicUsize::new(0);
+        let first = pick(&b, &req(&HeaderMap::new(), "/"), &rr, &[]).unwrap();
+        let set = first.set_cookie.unwrap();
+        let set = set.to_str().unwrap();
+        assert!(set.contains("; Path=/app; HttpOnly; Max-Age=60"), "{set}");
+        let value = set.split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("a=b; {value}")).unwrap(),
+        );
+        for _ in 0..5 {
+            let p = pick(&b, &req(&h, "/"), &rr, &[]).unwrap();
+            assert_eq!(p.index, first.index);
+            assert!(p.set_cookie.is_none());
+        }
+        // A stale cookie gets a new endpoint and a new cookie.
+        h.insert(header::COOKIE, HeaderValue::from_static("route=0000"));
+        assert!(
+            pick(&b, &req(&h, "/"), &rr, &[])
+                .unwrap()
+                .set_cookie
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn hash_by_is_stable_and_consistent() {
+        let policy = Policy {
+            upstream_hash_by: Some(HashBy::Arg("user".into())),
+            ..Policy::default()
+        };
+        let b5 = backend(5, policy.clone());
+        let h = HeaderMap::new();
+        let rr = AtomicUsize::new(0);
+        let i = pick(&b5, &req(&h, "/"), &rr, &[]).unwrap().index;
+        for _ in 0..5 {
+            assert_eq!(pick(&b5, &req(&h, "/other"), &rr, &[]).unwrap().index, i);
+        }
+        // Removing another endpoint does not move this key.
+        let mut b4 = backend(5, policy);
+        let other = if i == 0 { 1 } else { 0 };
+        b4.endpoints.remove(other);
+        let j = pick(&b4, &req(&h, "/"), &rr, &[]).unwrap().index;
+        assert_eq!(b4.endpoints[j].addr, b5.endpoints[i].addr);
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-drop"),
+        );
+        h.insert("x-drop", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        let rid = forward_headers(
+            &mut h,
+            &Forwarded {
+                client_ip: "192.0.2.7".parse().unwrap(),
+                scheme: "https",
+                host: "a.test:8443",
+                port: 8443,
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.test:8443");
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-request-id"], rid);
+        assert_eq!(rid.len(), 32);
+        assert!(!h.contains_key("x-drop") && !h.contains_key("connection"));
+        assert!(!h.contains_key("te"));
+    }
+}

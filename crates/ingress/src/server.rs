@@ -1,0 +1,1169 @@
+//! The Ingress server: the tokio shell around [`RouteTable::route`].
+//!
+//! Listeners (cleartext: HTTP/1.1 and h2c prior knowledge; TLS: ALPN `h2` and
+//! `http/1.1`, certificates by SNI), connection limits and timeouts, and per request:
+//! route, then the stateful middlewares in nginx's phase order (body size by
+//! `Content-Length`, CORS preflight, `limit-*`, `auth-url`), then the proxy to an
+//! endpoint (see [`crate::proxy`]), the access log line and the metrics.
+//!
+//! The table is swapped atomically by [`IngressServer::publish`]: a request in flight
+//! finishes on the table it started with.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::accesslog;
+use crate::auth::{self, AuthOutcome, AuthRequest};
+use crate::ca::{CaError, LocalCa};
+use crate::cors;
+use crate::limits::RouteLimiter;
+use crate::metrics::{IngressLabels, LimitLabels, ListenerLabels, Metrics, RequestLabels};
+use crate::proxy::{
+    self, ConnectError, Forwarded, Hold, LimitedBody, PickRequest, Proto, ReqBody, RespBody,
+    SendError, Upstreams,
+};
+use crate::route::RouteTable;
+use crate::table::{Decision, HashBy, Reply, RouteRequest, Scheme, Upstream};
+use crate::tls::{CertStore, LocalCaCerts, SecretCache, SniResolver};
+
+/// The server's settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The cleartext listener (HTTP/1.1 and h2c), if any.
+    pub http_addr: Option<SocketAddr>,
+    /// The TLS listener, if any.
+    pub https_addr: Option<SocketAddr>,
+    /// Where the local CA persists (`ca.crt`, `ca.key`).
+    pub state_dir: PathBuf,
+    /// Time allowed for a request head (and the TLS handshake before the first one),
+    /// from its first byte: the slowloris guard. Default 10 s.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this. Default 75 s.
+    pub idle_timeout: Duration,
+    /// Client connections open at most; more are closed at once. Default 10 000.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: None,
+            https_addr: None,
+            state_dir: crate::ca::default_state_dir(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// `HTTP` or `HTTPS`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The local CA could not be loaded or created.
+    #[error("local CA in {dir}: {source}")]
+    Ca {
+        /// The state directory.
+        dir: PathBuf,
+        /// Why.
+        source: CaError,
+    },
+    /// The TLS configuration could not be built.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// Per-route state that outlives a request: limiters and round-robin cursors.
+#[derive(Debug)]
+struct RouteState {
+    limiter: Option<Arc<RouteLimiter>>,
+    /// One cursor for the route's backend, then one per canary.
+    rr: Box<[AtomicUsize]>,
+    ingress: String,
+}
+
+/// One published table with its per-route state.
+#[derive(Debug)]
+struct Generation {
+    table: RouteTable,
+    routes: Vec<RouteState>,
+}
+
+struct Shared {
+    cfg: ServerConfig,
+    snap: ArcSwap<Generation>,
+    certs: Arc<ArcSwap<CertStore>>,
+    secret_cache: Mutex<SecretCache>,
+    limiters: Mutex<HashMap<String, Arc<RouteLimiter>>>,
+    upstreams: Upstreams,
+    metrics: Metrics,
+    builder: auto::Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    open_conns: AtomicUsize,
+    conns_changed: Notify,
+    closing: watch::Sender<bool>,
+    force: watch::Sender<bool>,
+    accept_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    epoch: Instant,
+}
+
+/// The running server. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct IngressServer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for IngressServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngressServer")
+            .field("http", &self.shared.http_addr)
+            .field("https", &self.shared.https_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+impl IngressServer {
+    /// Binds the listeners (errors name the address and the OS reason) and starts
+    /// accepting. The table is empty (every request gets 404) until [`Self::publish`].
+    /// The local CA is loaded or created in `state_dir` when `https_addr` is set.
+    pub async fn start(
+        cfg: ServerConfig,
+        registry: &mut Registry,
+    ) -> Result<IngressServer, ServerError> {
+        let http = match cfg.http_addr {
+            Some(a) => Some(bind("HTTP", a).await?),
+            None => None,
+        };
+        let https = match cfg.https_addr {
+            Some(a) => Some(bind("HTTPS", a).await?),
+            None => None,
+        };
+        let certs = Arc::new(ArcSwap::from_pointee(CertStore::default()));
+        let tls = match &https {
+            None => None,
+            Some(_) => {
+                let ca =
+                    LocalCa::load_or_create(&cfg.state_dir).map_err(|source| ServerError::Ca {
+                        dir: cfg.state_dir.clone(),
+                        source,
+                    })?;
+                let local = Arc::new(LocalCaCerts::new(ca));
+                let resolver = SniResolver::new(certs.clone(), local).map_err(ServerError::Tls)?;
+                let sc = crate::tls::server_config(Arc::new(resolver))
+                    .map_err(|e| ServerError::Tls(e.to_string()))?;
+                Some(TlsAcceptor::from(Arc::new(sc)))
+            }
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            // The header timeout is enforced per connection below: hyper's would also
+            // close idle keep-alive connections after it.
+            .header_read_timeout(None);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(250)
+            .keep_alive_interval(None);
+        let upstreams = Upstreams::new().map_err(|e| ServerError::Tls(e.to_string()))?;
+        let local_addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let shared = Arc::new(Shared {
+            http_addr: local_addr(&http),
+            https_addr: local_addr(&https),
+            cfg,
+            snap: ArcSwap::from_pointee(Generation {
+                table: RouteTable::empty(),
+                routes: Vec::new(),
+            }),
+            certs,
+            secret_cache: Mutex::new(SecretCache::default()),
+            limiters: Mutex::new(HashMap::new()),
+            upstreams,
+            metrics: Metrics::register(registry),
+            builder,
+            tls,
+            open_conns: AtomicUsize::new(0),
+            conns_changed: Notify::new(),
+            closing: watch::channel(false).0,
+            force: watch::channel(false).0,
+            accept_tasks: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        });
+        let mut tasks = Vec::new();
+        if let Some(l) = http {
+            tasks.push(tokio::spawn(accept_loop(shared.clone(), l, Scheme::Http)));
+        }
+        if let Some(l) = https {
+            tasks.push(tokio::spawn(accept_loop(shared.clone(), l, Scheme::Https)));
+        }
+        *lock(&shared.accept_tasks) = tasks;
+        Ok(IngressServer { shared })
+    }
+
+    /// Swaps in a new table atomically. Certificates for its `tls_hosts()` are built
+    /// here: Secret PEM parsed (cached while unchanged), local-CA ones issued on first
+    /// use and cached by host across publishes. Returns per-host certificate problems;
+    /// such a host is served a local-CA certificate.
+    pub fn publish(&self, table: RouteTable) -> Vec<(String, String)> {
+        let s = &self.shared;
+        let problems = {
+            let mut cache = lock(&s.secret_cache);
+            let (store, problems) = CertStore::build(table.tls_hosts(), &mut cache);
+            s.certs.store(Arc::new(store));
+            problems
+        };
+        let mut old = lock(&s.limiters);
+        let mut next = HashMap::new();
+        let routes = table
+            .routes()
+            .iter()
+            .map(|r| {
+                let key = format!(
+                    "{}|{}|{}|{:?}",
+                    r.ingress,
+                    r.host.as_deref().unwrap_or(""),
+                    r.path,
+                    r.path_type
+                );
+                let limiter = match old.remove(&key) {
+                    Some(l) if l.limits() == &r.policy.limits => Some(l),
+                    _ => RouteLimiter::new(&r.policy.limits).map(Arc::new),
+                };
+                if let Some(l) = &limiter {
+                    next.insert(key, l.clone());
+                }
+                let start: usize = rand::random_range(0..1024);
+                RouteState {
+                    limiter,
+                    rr: (0..=r.canaries.len())
+                        .map(|_| AtomicUsize::new(start))
+                        .collect(),
+                    ingress: r.ingress.to_string(),
+                }
+            })
+            .collect();
+        *old = next;
+        s.snap.store(Arc::new(Generation { table, routes }));
+        problems
+    }
+
+    /// The bound addresses (cleartext, TLS): the real ports when bound to port 0.
+    pub fn local_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (self.shared.http_addr, self.shared.https_addr)
+    }
+
+    /// Stops accepting, asks every connection to finish its in-flight requests and
+    /// close, and waits for them up to `grace`; connections still open then are closed.
+    pub async fn shutdown(&self, grace: Duration) {
+        let s = &self.shared;
+        s.closing.send_replace(true);
+        let tasks = std::mem::take(&mut *lock(&s.accept_tasks));
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = s.conns_changed.notified();
+            if s.open_conns.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        s.force.send_replace(true);
+        // Let the closed connections run their destructors.
+        let settle = tokio::time::Instant::now() + Duration::from_millis(200);
+        while s.open_conns.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section here leaves its data consistent: a poisoned lock is usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------
+// Connections
+
+/// Timing state of one client connection, shared by its IO wrapper, its requests and
+/// its watchdog. Times are milliseconds since the server started.
+#[derive(Debug)]
+struct ConnState {
+    epoch: Instant,
+    last_read: AtomicU64,
+    /// When the current request head started (+1), 0 when none is pending.
+    head_start: AtomicU64,
+    in_flight: AtomicUsize,
+    h2: AtomicBool,
+}
+
+impl ConnState {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn on_read(&self) {
+        let now = self.now();
+        self.last_read.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && !self.h2.load(Ordering::Relaxed)
+            && self.head_start.load(Ordering::Relaxed) == 0
+        {
+            self.head_start.store(now + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// When the watchdog must look again, and what expires then.
+    fn deadline(&self, cfg: &ServerConfig) -> (u64, Expiry) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let head = self.head_start.load(Ordering::Relaxed);
+        if head != 0 {
+            return (head - 1 + ms(cfg.header_timeout), Expiry::Header);
+        }
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return (self.now() + ms(cfg.idle_timeout), Expiry::Recheck);
+        }
+        (
+            self.last_read.load(Ordering::Relaxed) + ms(cfg.idle_timeout),
+            Expiry::Idle,
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    Header,
+    Idle,
+    Recheck,
+}
+
+/// One request in flight on a connection; dropped with the response body.
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn enter(state: &Arc<ConnState>, h2: bool) -> InFlight {
+        if h2 {
+            state.h2.store(true, Ordering::Relaxed);
+        }
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.head_start.store(0, Ordering::Relaxed);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let st = &self.0;
+        st.last_read.store(st.now(), Ordering::Relaxed);
+        st.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Records read activity of a client connection.
+struct Activity<T> {
+    inner: T,
+    state: Arc<ConnState>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.on_read();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// What a request knows of its connection.
+#[derive(Debug)]
+struct ConnInfo {
+    scheme: Scheme,
+    peer: SocketAddr,
+    port: u16,
+    state: Arc<ConnState>,
+}
+
+/// Counts an open connection until dropped.
+struct ConnGuard {
+    shared: Arc<Shared>,
+    listener: &'static str,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+        self.shared
+            .metrics
+            .active_connections
+            .get_or_create(&ListenerLabels {
+                listener: self.listener,
+            })
+            .dec();
+        self.shared.conns_changed.notify_waiters();
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, scheme: Scheme) {
+    let name = scheme.as_str();
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut closing = shared.closing.subscribe();
+    loop {
+        if *closing.borrow_and_update() {
+            return;
+        }
+        let accepted = tokio::select! {
+            _ = closing.changed() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if shared.open_conns.load(Ordering::Acquire) >= shared.cfg.max_connections {
+            shared
+                .metrics
+                .connections_refused
+                .get_or_create(&ListenerLabels { listener: name })
+                .inc();
+            drop(stream);
+            continue;
+        }
+        shared.open_conns.fetch_add(1, Ordering::AcqRel);
+        shared
+            .metrics
+            .active_connections
+            .get_or_create(&ListenerLabels { listener: name })
+            .inc();
+        let guard = ConnGuard {
+            shared: shared.clone(),
+            listener: name,
+        };
+        tokio::spawn(serve_connection(
+            shared.clone(),
+            guard,
+            stream,
+            peer,
+            scheme,
+            port,
+        ));
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    _guard: ConnGuard,
+    stream: TcpStream,
+    peer: SocketAddr,
+    scheme: Scheme,
+    port: u16,
+) {
+    let _ = stream.set_nodelay(true);
+    let state = Arc::new(ConnState {
+        epoch: shared.epoch,
+        last_read: AtomicU64::new(0),
+        head_start: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+        h2: AtomicBool::new(false),
+    });
+    let now = state.now();
+    state.last_read.store(now, Ordering::Relaxed);
+    // The first request head (and the TLS handshake) is due from the accept on.
+    state.head_start.store(now + 1, Ordering::Relaxed);
+    let io = Activity {
+        inner: stream,
+        state: state.clone(),
+    };
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let info = Arc::new(ConnInfo {
+        scheme,
+        peer,
+        port,
+        state: state.clone(),
+    });
+    match (scheme, &shared.tls) {
+        (Scheme::Https, Some(acceptor)) => {
+            let tls = tokio::time::timeout(shared.cfg.header_timeout, acceptor.accept(io)).await;
+            match tls {
+                Ok(Ok(tls)) => drive(&shared, TokioIo::new(tls), info).await,
+                Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+            }
+        }
+        _ => drive(&shared, TokioIo::new(io), info).await,
+    }
+}
+
+async fn drive<I>(shared: &Arc<Shared>, io: I, info: Arc<ConnInfo>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = {
+        let shared = shared.clone();
+        let info = info.clone();
+        hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            let info = info.clone();
+            async move { Ok::<_, Infallible>(handle(shared, info, req).await) }
+        })
+    };
+    let conn = shared.builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let mut closing = shared.closing.subscribe();
+    let mut force = shared.force.subscribe();
+    let mut draining = false;
+    if *closing.borrow_and_update() {
+        conn.as_mut().graceful_shutdown();
+        draining = true;
+    }
+    let cfg = &shared.cfg;
+    loop {
+        let (at, what) = info.state.deadline(cfg);
+        let wait = Duration::from_millis(at.saturating_sub(info.state.now()));
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(client = %info.peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(wait), if !draining => {
+                let (at2, what2) = info.state.deadline(cfg);
+                if at2 > info.state.now() || what2 != what {
+                    continue;
+                }
+                match what {
+                    Expiry::Header => {
+                        tracing::debug!(client = %info.peer, "request head timeout: closing");
+                        return;
+                    }
+                    Expiry::Idle => {
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                    Expiry::Recheck => {}
+                }
+            }
+            _ = closing.changed(), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            _ = force.changed() => return,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+/// What one request did, for the access log and the metrics.
+#[derive(Default)]
+struct Outcome {
+    route: Option<usize>,
+    reason: String,
+    service: String,
+    pod: String,
+    upstream: Option<SocketAddr>,
+    upstream_ms: Option<f64>,
+}
+
+fn plain(status: u16, reason: &str, headers: Vec<(HeaderName, HeaderValue)>) -> Response<RespBody> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        RespBody::full(bytes::Bytes::new())
+    } else {
+        RespBody::full(format!("{reason}\n"))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    for (n, v) in headers {
+        h.append(n, v);
+    }
+    resp
+}
+
+fn reply_response(r: &Reply) -> Response<RespBody> {
+    plain(r.status, &r.reason, r.headers.clone())
+}
+
+/// The host a request names: `:authority` (HTTP/2, absolute-form) or `Host`.
+fn request_host(req: &Request<Incoming>) -> &str {
+    if req.version() == Version::HTTP_2
+        && let Some(a) = req.uri().authority()
+    {
+        return a.as_str();
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    info: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
+    let start = Instant::now();
+    let in_flight = InFlight::enter(&info.state, req.version() == Version::HTTP_2);
+    let snap = shared.snap.load_full();
+    let host = request_host(&req).to_string();
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let (resp, out, slot) = process(&shared, &snap, &info, &host, req).await;
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    let route = out.route.and_then(|id| snap.table.routes().get(id));
+    let ingress = out
+        .route
+        .and_then(|id| snap.routes.get(id))
+        .map(|r| r.ingress.clone())
+        .unwrap_or_default();
+    let m = &shared.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            ingress: ingress.clone(),
+            host: match route {
+                Some(r) => r.host.clone().unwrap_or_default(),
+                None => host.clone(),
+            },
+            path: route.map(|r| r.path.clone()).unwrap_or_default(),
+            status,
+        })
+        .inc();
+    m.duration
+        .get_or_create(&IngressLabels {
+            ingress: ingress.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    if let Some(ms) = out.upstream_ms {
+        m.upstream_duration
+            .get_or_create(&IngressLabels {
+                ingress: ingress.clone(),
+            })
+            .observe(ms / 1000.0);
+    }
+    accesslog::log(&accesslog::Entry {
+        ingress,
+        host: &host,
+        path: &path,
+        method: method.as_str(),
+        client: Some(info.peer.ip()),
+        service: out.service,
+        pod: out.pod,
+        upstream: out.upstream,
+        status,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        upstream_ms: out.upstream_ms,
+        reason: &out.reason,
+    });
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(
+        parts,
+        body.hold(Hold {
+            slot,
+            in_flight: Some(in_flight),
+        }),
+    )
+}
+
+type Processed = (
+    Response<RespBody>,
+    Outcome,
+    Option<crate::limits::ConnectionSlot>,
+);
+
+async fn process(
+    shared: &Shared,
+    snap: &Generation,
+    info: &ConnInfo,
+    host: &str,
+    req: Request<Incoming>,
+) -> Processed {
+    let client_ip = info.peer.ip();
+    // nginx refuses a Host that is not a valid authority with 400; so does svcnet, and
+    // the router and redirects only ever see valid ones.
+    if !host.is_empty() && host.parse::<http::uri::Authority>().is_err() {
+        let out = Outcome {
+            reason: "invalid Host header".into(),
+            ..Outcome::default()
+        };
+        return (plain(400, &out.reason, Vec::new()), out, None);
+    }
+    let decision = snap.table.route(&RouteRequest {
+        scheme: info.scheme,
+        host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method(),
+        headers: req.headers(),
+        client_ip,
+        weight_draw: rand::random_range(0..100),
+    });
+    let up = match decision {
+        Decision::Respond(r) => {
+            let out = Outcome {
+                route: r.route,
+                reason: r.reason.clone(),
+                ..Outcome::default()
+            };
+            return (reply_response(&r), out, None);
+        }
+        Decision::Proxy(up) => up,
+    };
+    let route = up.route;
+    let backend = up.backend;
+    let mut out = Outcome {
+        route: Some(route.id),
+        service: backend.service.to_string(),
+        ..Outcome::default()
+    };
+    let fail = |out: &mut Outcome, status: u16, reason: String| {
+        out.reason = reason;
+        plain(status, &out.reason, Vec::new())
+    };
+    if backend.endpoints.is_empty() {
+        let resp = fail(
+            &mut out,
+            503,
+            format!("no ready endpoint for service {}", backend.service),
+        );
+        return (resp, out, None);
+    }
+    let policy = &route.policy;
+    // nginx checks client_max_body_size against Content-Length when the location is
+    // found, before any other phase.
+    if let Some(limit) = policy.proxy_body_size {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            let resp = fail(
+                &mut out,
+                413,
+                format!("request body larger than proxy-body-size ({limit} bytes)"),
+            );
+            return (resp, out, None);
+        }
+    }
+    // CORS preflight: nginx's rewrite phase, before limits and auth.
+    if let Some(c) = &policy.cors
+        && cors::is_preflight(req.method())
+    {
+        out.reason = "CORS preflight".into();
+        let mut resp = Response::new(RespBody::full(bytes::Bytes::new()));
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        for (n, v) in cors::preflight_headers(c, req.headers()) {
+            resp.headers_mut().append(n, v);
+        }
+        return (resp, out, None);
+    }
+    let state = snap.routes.get(route.id);
+    let slot = match state.and_then(|s| s.limiter.as_ref()) {
+        None => None,
+        Some(l) => match l.admit(client_ip, Instant::now()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                shared
+                    .metrics
+                    .limited
+                    .get_or_create(&LimitLabels {
+                        ingress: route.ingress.to_string(),
+                        reason: why.as_str(),
+                    })
+                    .inc();
+                let resp = fail(&mut out, 503, why.as_str().to_string());
+                return (resp, out, None);
+            }
+        },
+    };
+    let mut auth_headers = Vec::new();
+    if let Some(auth) = &policy.auth {
+        let uri = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let outcome = auth::check(
+            &shared.upstreams,
+            auth,
+            &AuthRequest {
+                method: req.method(),
+                headers: req.headers(),
+                scheme: info.scheme.as_str(),
+                host,
+                uri: &uri,
+                client_ip,
+                port: info.port,
+            },
+            policy.connect_timeout,
+            policy.read_timeout,
+        )
+        .await;
+        match outcome {
+            AuthOutcome::Allow(h) => auth_headers = h,
+            AuthOutcome::Deny {
+                status,
+                headers,
+                reason,
+            } => {
+                if status == 500 {
+                    shared.metrics.upstream_error("auth");
+                    tracing::warn!(ingress = %route.ingress, error = %reason, "auth-url failed");
+                }
+                out.reason = reason;
+                return (plain(status, &out.reason, headers), out, slot);
+            }
+        }
+    }
+    let cors_headers = policy
+        .cors
+        .as_ref()
+        .map(|c| cors::response_headers(c, req.headers()))
+        .unwrap_or_default();
+    let mut resp = forward(shared, &up, state, info, host, req, auth_headers, &mut out).await;
+    for (n, v) in cors_headers {
+        resp.headers_mut().insert(n, v);
+    }
+    (resp, out, slot)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    shared: &Shared,
+    up: &Upstream<'_>,
+    state: Option<&RouteState>,
+    info: &ConnInfo,
+    host: &str,
+    mut req: Request<Incoming>,
+    auth_headers: Vec<(HeaderName, HeaderValue)>,
+    out: &mut Outcome,
+) -> Response<RespBody> {
+    let route = up.route;
+    let backend = up.backend;
+    let bpol = &backend.policy;
+    let proto = Proto::of(bpol.backend_protocol);
+    let upgrade = proxy::is_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let upgrade_value = req.headers().get(header::UPGRADE).cloned();
+    let te_trailers = req
+        .headers()
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let (mut parts, body) = req.into_parts();
+    let client_path = parts.uri.path().to_string();
+    let client_query = parts.uri.query().map(str::to_string);
+    // Endpoint choice reads headers only for the affinity cookie and some hash keys: the
+    // common case copies nothing.
+    let pick_headers = if bpol.affinity.is_some()
+        || matches!(
+            bpol.upstream_hash_by,
+            Some(HashBy::Header(_) | HashBy::Cookie(_))
+        ) {
+        parts.headers.clone()
+    } else {
+        http::HeaderMap::new()
+    };
+    proxy::forward_headers(
+        &mut parts.headers,
+        &Forwarded {
+            client_ip: info.peer.ip(),
+            scheme: info.scheme.as_str(),
+            host,
+            port: info.port,
+        },
+    );
+    for (n, v) in auth_headers {
+        parts.headers.insert(n, v);
+    }
+    if proto == Proto::H2c || proto == Proto::H2Tls {
+        parts.headers.remove(header::HOST);
+        if te_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    } else if !parts.headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(host)
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    if let (true, Some(u)) = (upgrade, upgrade_value) {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, u);
+    }
+    let policy = &route.policy;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let body = if body.is_end_stream() {
+        ReqBody::Empty
+    } else {
+        ReqBody::Client(LimitedBody::new(
+            body,
+            policy.proxy_body_size,
+            exceeded.clone(),
+        ))
+    };
+    let authority = if host.is_empty() {
+        backend
+            .endpoints
+            .first()
+            .map(|e| e.addr.to_string())
+            .unwrap_or_default()
+    } else {
+        host.to_string()
+    };
+    let Some(uri) = proxy::upstream_uri(proto, &authority, &up.path_and_query) else {
+        out.reason = format!("cannot build upstream URI from {:?}", up.path_and_query);
+        return plain(500, &out.reason, Vec::new());
+    };
+    parts.uri = uri;
+    parts.version = proxy::upstream_version(proto);
+    let mut request = Some(Request::from_parts(parts, body));
+
+    let host_only = host
+        .rsplit_once(':')
+        .filter(|(h, p)| !h.ends_with(']') || p.is_empty())
+        .map_or(host, |(h, _)| h)
+        .to_ascii_lowercase();
+    let pick_req = PickRequest {
+        headers: &pick_headers,
+        client_ip: info.peer.ip(),
+        host: &host_only,
+        path: &client_path,
+        query: client_query.as_deref(),
+        route_path: &route.path,
+        route_regex: route.regex,
+    };
+    let backend_index = if std::ptr::eq(backend, &route.backend) {
+        0
+    } else {
+        route
+            .canaries
+            .iter()
+            .position(|c| std::ptr::eq(&c.backend, backend))
+            .map_or(0, |i| i + 1)
+    };
+    let fallback_rr = AtomicUsize::new(0);
+    let rr = state
+        .and_then(|s| s.rr.get(backend_index))
+        .unwrap_or(&fallback_rr);
+    let metrics = &shared.metrics;
+    let mut tried: Vec<usize> = Vec::with_capacity(1);
+    let mut last_error: Option<ConnectError> = None;
+    loop {
+        let Some(pick) = proxy::pick(backend, &pick_req, rr, &tried) else {
+            return match last_error {
+                Some(e) => {
+                    out.reason = e.to_string();
+                    plain(e.status(), &out.reason, Vec::new())
+                }
+                None => {
+                    out.reason = "no endpoint left to try".into();
+                    plain(502, &out.reason, Vec::new())
+                }
+            };
+        };
+        tried.push(pick.index);
+        let Some(ep) = backend.endpoints.get(pick.index) else {
+            continue;
+        };
+        out.upstream = Some(ep.addr);
+        out.pod = ep.pod.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let conn = match shared
+            .upstreams
+            .checkout(ep.addr, proto, bpol.connect_timeout, upgrade)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                metrics.upstream_error(e.kind());
+                tracing::debug!(upstream = %ep.addr, error = %e, "upstream connect failed");
+                let refused = matches!(e, ConnectError::Refused(_));
+                last_error = Some(e);
+                if refused && tried.len() < proxy::MAX_TRIES {
+                    continue;
+                }
+                let e = last_error.take();
+                out.reason = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                let status = e.map_or(502, |e| e.status());
+                return plain(status, &out.reason, Vec::new());
+            }
+        };
+        let t0 = Instant::now();
+        let mut conn = Some(conn);
+        let sent = loop {
+            let (Some(c), Some(r)) = (conn.take(), request.take()) else {
+                break None;
+            };
+            let reused = c.reused();
+            match tokio::time::timeout(bpol.read_timeout, Upstreams::send(c, r)).await {
+                Err(_) => {
+                    metrics.upstream_error("read_timeout");
+                    out.reason = format!(
+                        "upstream {} did not answer within proxy-read-timeout",
+                        ep.addr
+                    );
+                    return plain(504, &out.reason, Vec::new());
+                }
+                Ok(Ok(x)) => break Some(x),
+                Ok(Err(SendError::NotSent(r, _))) if reused => {
+                    // A pooled connection the peer had closed: once more on a new one.
+                    request = Some(*r);
+                    match shared
+                        .upstreams
+                        .fresh(ep.addr, proto, bpol.connect_timeout)
+                        .await
+                    {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            metrics.upstream_error(e.kind());
+                            out.reason = e.to_string();
+                            return plain(e.status(), &out.reason, Vec::new());
+                        }
+                    }
+                }
+                Ok(Err(SendError::NotSent(_, e))) | Ok(Err(SendError::Failed(e))) => {
+                    if exceeded.load(Ordering::Relaxed) {
+                        out.reason = format!(
+                            "request body larger than proxy-body-size ({} bytes)",
+                            policy.proxy_body_size.unwrap_or(0)
+                        );
+                        return plain(413, &out.reason, Vec::new());
+                    }
+                    metrics.upstream_error("protocol");
+                    out.reason = format!("upstream {}: {e}", ep.addr);
+                    return plain(502, &out.reason, Vec::new());
+                }
+            }
+        };
+        let Some((mut resp, ret)) = sent else {
+            out.reason = "internal: request lost".into();
+            return plain(500, &out.reason, Vec::new());
+        };
+        out.upstream_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client) = client_upgrade
+        {
+            let upstream = hyper::upgrade::on(&mut resp);
+            let addr = ep.addr;
+            tokio::spawn(async move {
+                match tokio::try_join!(client, upstream) {
+                    Ok((c, u)) => {
+                        let mut c = TokioIo::new(c);
+                        let mut u = TokioIo::new(u);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            tracing::debug!(upstream = %addr, error = %e, "tunnel ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(upstream = %addr, error = %e, "upgrade failed"),
+                }
+            });
+            let (mut parts, _) = resp.into_parts();
+            parts.version = Version::HTTP_11;
+            return Response::from_parts(parts, RespBody::full(bytes::Bytes::new()));
+        }
+        let (mut parts, body) = resp.into_parts();
+        proxy::strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        if let Some(c) = pick.set_cookie {
+            parts.headers.append(header::SET_COOKIE, c);
+        }
+        return Response::from_parts(parts, RespBody::upstream(body, ret));
+    }
+}
