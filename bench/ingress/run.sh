@@ -19,10 +19,12 @@
 #    over TLS, ALPN h2, 10 connections x 10 streams) for DURATION seconds each; requests
 #    per second and wrk's p50/p99 (--latency), h2load's per-request log for p50/p99.
 #  * fixed rate (wrk2 is not in Debian): h2load --rps paces every connection at a fixed
-#    request rate, over HTTP/1.1 (--h1, cleartext) and HTTP/2 over TLS; its --log-file has
+#    request rate for RATE x DURATION requests (-n: with -D, h2load --h1 --rps hangs), over HTTP/1.1 (--h1, cleartext) and HTTP/2 over TLS; its --log-file has
 #    one line per request (start, status, microseconds to the end of the response), from
 #    which p50/p99/p99.9 are computed here. The offered load (RATE req/s in total) is below
 #    both proxies' maximum, so the percentiles compare latency, not queueing at saturation.
+#  * CPU per request: user + system CPU time of each proxy's processes over CPU_REQUESTS
+#    requests (the figure least disturbed by other load on a shared machine).
 #  * every request names one of the 100 hosts and its path (/api/N), rotated per run.
 set -euo pipefail
 
@@ -33,6 +35,7 @@ DURATION="${DURATION:-10}"
 CONNS="${CONNS:-50}"
 RATE="${RATE:-5000}"              # fixed-rate runs: total requests per second
 RATE_CONNS="${RATE_CONNS:-20}"
+CPU_REQUESTS="${CPU_REQUESTS:-200000}"  # requests per CPU-time measurement
 ROUTES="${ROUTES:-100}"
 BACKEND=127.0.0.1:18081
 NGINX_HTTP=127.0.0.1:18080
@@ -190,12 +193,14 @@ taskset -c 1 nginx -c "$tmp/nginx/backend.conf" -e "$tmp/nginx/backend-error.log
 pids+=($!)
 taskset -c 0 nginx -c "$tmp/nginx/proxy.conf" -e "$tmp/nginx/proxy-error.log" &
 pids+=($!)
+nginx_pid=$!
 
 # --- svcnet up (CPU 0), access log on as by default (nginx logs too) --------------------
 taskset -c 0 "$svcnet" up -f "$tmp/manifests" --http-addr "$SVCNET_HTTP" \
     --https-addr "$SVCNET_HTTPS" --admin-addr "$SVCNET_ADMIN" --dns-addr none \
     --state-dir "$tmp/state" >"$tmp/svcnet.out" 2>"$tmp/svcnet.log" &
 pids+=($!)
+svcnet_pid=$!
 
 wait_http() { # URL HOST
     for _ in $(seq 1 200); do
@@ -242,7 +247,7 @@ wrk_run() { # NAME ADDR ROUTE
 }
 
 h2_max() { # NAME ADDR ROUTE
-    local log="$tmp/h2-$1.log" out="$tmp/h2-$1.txt"
+    local log="$tmp/h2-$1-$3.log" out="$tmp/h2-$1-$3.txt"
     taskset -c 1 h2load -c10 -m10 -t1 -D "$DURATION" --connect-to="$2" \
         --log-file="$log" "https://h$3.bench.test/api/$3" >"$out" 2>&1
     local rps pct
@@ -254,14 +259,14 @@ h2_max() { # NAME ADDR ROUTE
 }
 
 fixed() { # NAME ADDR ROUTE MODE(h1|h2)
-    local log="$tmp/fixed-$1-$4.log" out="$tmp/fixed-$1-$4.txt"
-    local per=$((RATE / RATE_CONNS))
+    local log="$tmp/fixed-$1-$4-$3.log" out="$tmp/fixed-$1-$4-$3.txt"
+    local per=$((RATE / RATE_CONNS)) total=$((RATE * DURATION))
     if [ "$4" = h1 ]; then
-        taskset -c 1 h2load --h1 -c"$RATE_CONNS" -t1 --rps="$per" -D "$DURATION" \
-            -H "Host: h$3.bench.test" --log-file="$log" "http://$2/api/$3" >"$out" 2>&1
+        taskset -c 1 h2load --h1 -c"$RATE_CONNS" -t1 --rps="$per" -n "$total" \
+            --connect-to="$2" --log-file="$log" "http://h$3.bench.test/api/$3" >"$out" 2>&1
         label="HTTP/1.1 fixed $RATE req/s"
     else
-        taskset -c 1 h2load -c"$RATE_CONNS" -t1 --rps="$per" -D "$DURATION" \
+        taskset -c 1 h2load -c"$RATE_CONNS" -t1 --rps="$per" -n "$total" \
             --connect-to="$2" --log-file="$log" "https://h$3.bench.test/api/$3" >"$out" 2>&1
         label="HTTP/2 TLS fixed $RATE req/s"
     fi
@@ -269,6 +274,36 @@ fixed() { # NAME ADDR ROUTE MODE(h1|h2)
     rps=$(awk '/^finished in/ {print $4}' "$out" | tr -d ',')
     read -r p50 p99 p999 n < <(percentiles "$log")
     echo "| $1 | $label | $rps | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok |"
+}
+
+# CPU time a proxy spends per request: user + system ticks of its processes (and their
+# children) around a fixed number of requests. Less sensitive than req/s to other load on
+# a shared machine.
+proxy_pids=()
+cpu_ticks() { # PID... -> ticks
+    local t=0 p u s
+    for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
+        read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo "0 0")
+        t=$((t + u + s))
+    done
+    echo "$t"
+}
+cpu_per_req() { # NAME ADDR ROUTE MODE(h1|h2) PID
+    local n=$((CPU_REQUESTS)) a b out="$tmp/cpu-$1-$4-$3.txt"
+    a=$(cpu_ticks "$5")
+    if [ "$4" = h1 ]; then
+        taskset -c 1 h2load --h1 -c"$CONNS" -t1 -n "$n" --connect-to="$2" \
+            "http://h$3.bench.test/api/$3" >"$out" 2>&1
+        label="HTTP/1.1 CPU per request"
+    else
+        taskset -c 1 h2load -c10 -m10 -t1 -n "$n" --connect-to="$2" \
+            "https://h$3.bench.test/api/$3" >"$out" 2>&1
+        label="HTTP/2 TLS CPU per request"
+    fi
+    b=$(cpu_ticks "$5")
+    local ok
+    ok=$(awk '/^status codes:/ {print $3}' "$out")
+    echo "| $1 | $label | $(( (b - a) * 1000000 / $(getconf CLK_TCK) / n )) us | | | $ok 2xx of $n |"
 }
 
 rows=()
@@ -281,6 +316,9 @@ for round in 1 2; do
         rows+=("$(h2_max "$name" "$https" "$route")")
         rows+=("$(fixed "$name" "$http" "$route" h1)")
         rows+=("$(fixed "$name" "$https" "$route" h2)")
+        if [ $name = nginx ]; then pid=$nginx_pid; else pid=$svcnet_pid; fi
+        rows+=("$(cpu_per_req "$name" "$http" "$route" h1 "$pid")")
+        rows+=("$(cpu_per_req "$name" "$https" "$route" h2 "$pid")")
     done
 done
 
@@ -294,7 +332,7 @@ nginx_version=$(nginx -v 2>&1)
     echo "Proxies pinned to CPU 0 (one nginx worker; svcnet's tokio runtime sees one CPU), backend and"
     echo "load generators on CPU 1. Access logs on for both. ${DURATION}s per row; two rounds, alternating."
     echo
-    echo "| proxy | run | req/s | p50 | p99 | errors |"
+    echo "| proxy | run | req/s (CPU rows: CPU time per request) | p50 | p99 | errors |"
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 } | tee "$root/bench/ingress/RESULTS.md"

@@ -13,7 +13,7 @@ pub const TARGET: &str = "svcnet::access";
 #[derive(Debug, Default)]
 pub struct Entry<'a> {
     /// `namespace/name` of the Ingress, empty when no route matched.
-    pub ingress: String,
+    pub ingress: &'a str,
     /// The request's host.
     pub host: &'a str,
     /// The request's path.
@@ -38,6 +38,11 @@ pub struct Entry<'a> {
     pub reason: &'a str,
 }
 
+/// Milliseconds rounded to the microsecond (no `0.051397000000000005` in the log).
+fn micros(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
 /// Writes the entry (a no-op when the target is not enabled).
 pub fn log(e: &Entry<'_>) {
     if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
@@ -56,8 +61,8 @@ pub fn log(e: &Entry<'_>) {
         pod = %e.pod,
         upstream = %upstream,
         status = e.status,
-        duration_ms = e.duration_ms,
-        upstream_ms = e.upstream_ms.unwrap_or(-1.0),
+        duration_ms = micros(e.duration_ms),
+        upstream_ms = e.upstream_ms.map_or(-1.0, micros),
         reason = %e.reason,
         "request"
     );

@@ -31,6 +31,36 @@ pub(crate) fn normalize_host<'b>(raw: &str, buf: &'b mut [u8; MAX_HOST]) -> Opti
     std::str::from_utf8(out).ok()
 }
 
+/// True when `raw` may be a `Host` header / `:authority` (RFC 3986 authority characters:
+/// reg-name, IPv6 literal, port). Control characters, spaces, `/`, `?`, `#`, `@` and
+/// non-ASCII are not: nginx answers 400 to them, and so does the router.
+pub(crate) fn valid_authority(raw: &str) -> bool {
+    raw.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
 /// The parent domain a `*.parent` wildcard must have to match `host`: everything after
 /// the first label, when the first label is not empty.
 pub(crate) fn wildcard_parent(host: &str) -> Option<&str> {
@@ -69,6 +99,31 @@ mod tests {
         assert_eq!(normalize_host(":80", &mut b), None);
         let mut b = [0u8; MAX_HOST];
         assert_eq!(normalize_host(&"a".repeat(300), &mut b), None);
+    }
+
+    #[test]
+    fn authorities() {
+        for ok in [
+            "a.example.com",
+            "a.example.com:8080",
+            "[::1]:443",
+            "x_y.test",
+            "",
+        ] {
+            assert!(valid_authority(ok), "{ok}");
+        }
+        for bad in [
+            "a\tb.fuzz.test",
+            "a b",
+            "a/b",
+            "u@h",
+            "h?x",
+            "h#x",
+            "é.test",
+            "a\u{7f}",
+        ] {
+            assert!(!valid_authority(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -806,8 +806,13 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
 
 /// A new `X-Request-ID`: 32 hex digits, as nginx's `$request_id`.
 pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = rand::random();
-    HeaderValue::from_str(&format!("{v:032x}")).unwrap_or(HeaderValue::from_static("0"))
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[usize::try_from((v >> (124 - 4 * i)) & 0xf).unwrap_or(0)];
+    }
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// What the forwarded headers say about the client side.
@@ -829,32 +834,46 @@ pub struct Forwarded<'a> {
 pub fn forward_headers(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> HeaderValue {
     strip_hop_by_hop(headers);
     let ip = fwd.client_ip.to_string();
+    let ip_value = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
     let xff = HeaderName::from_static("x-forwarded-for");
-    let joined = {
+    let xff_value = if headers.contains_key(&xff) {
         let prior: Vec<&str> = headers
             .get_all(&xff)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if prior.is_empty() {
-            ip.clone()
-        } else {
-            format!("{}, {}", prior.join(", "), ip)
-        }
+        HeaderValue::from_str(&format!("{}, {}", prior.join(", "), ip)).ok()
+    } else {
+        Some(ip_value.clone())
     };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    if let Some(v) = xff_value {
         headers.insert(xff, v);
     }
-    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
+    let scheme = if fwd.scheme == "https" {
+        HeaderValue::from_static("https")
+    } else {
+        HeaderValue::from_static("http")
     };
-    set(headers, "x-real-ip", &ip);
-    set(headers, "x-forwarded-proto", fwd.scheme);
-    set(headers, "x-forwarded-scheme", fwd.scheme);
-    set(headers, "x-forwarded-host", fwd.host);
-    set(headers, "x-forwarded-port", &fwd.port.to_string());
+    headers.insert(HeaderName::from_static("x-real-ip"), ip_value);
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), scheme.clone());
+    headers.insert(HeaderName::from_static("x-forwarded-scheme"), scheme);
+    if let Ok(v) = HeaderValue::from_str(fwd.host) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+    }
+    let mut port = [0u8; 5];
+    let mut n = fwd.port;
+    let mut at = port.len();
+    loop {
+        at -= 1;
+        port[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&port[at..]) {
+        headers.insert(HeaderName::from_static("x-forwarded-port"), v);
+    }
     let rid = HeaderName::from_static("x-request-id");
     match headers.get(&rid) {
         Some(v) => v.clone(),

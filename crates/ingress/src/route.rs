@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use http::HeaderValue;
 use regex::Regex;
 
-use crate::hosts::{MAX_HOST, normalize_host, wildcard_parent};
+use crate::hosts::{MAX_HOST, normalize_host, valid_authority, wildcard_parent};
 use crate::paths::{normalize, prefix_candidates};
 use crate::table::{
     Backend, Decision, Policy, Reply, Route, RouteRequest, Scheme, Served, TableStats, TlsHost,
@@ -228,6 +228,11 @@ impl RouteTable {
     /// (`rewrite-target`). Left to the server: rate limits, external auth, body size,
     /// CORS headers, affinity and hashing, and 503 when `backend.endpoints` is empty.
     pub fn route(&self, req: &RouteRequest<'_>) -> Decision<'_> {
+        // nginx refuses a Host that is not a valid authority with 400: redirects and logs
+        // never see control characters.
+        if !valid_authority(req.host) {
+            return Decision::Respond(reply(400, "invalid Host header".to_string(), None));
+        }
         let mut buf = [0u8; MAX_HOST];
         let host = normalize_host(req.host, &mut buf);
         let table = host

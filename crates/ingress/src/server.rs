@@ -25,6 +25,8 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -103,13 +105,18 @@ pub enum ServerError {
     Tls(String),
 }
 
-/// Per-route state that outlives a request: limiters and round-robin cursors.
+/// Per-route state that outlives a request: limiters, round-robin cursors, and the
+/// route's metric series resolved once (no label building on the request path).
 #[derive(Debug)]
 struct RouteState {
     limiter: Option<Arc<RouteLimiter>>,
     /// One cursor for the route's backend, then one per canary.
     rr: Box<[AtomicUsize]>,
     ingress: String,
+    /// `requests_total{status="200"}` of this route.
+    ok: Counter,
+    duration: Histogram,
+    upstream_duration: Histogram,
 }
 
 /// One published table with its per-route state.
@@ -278,6 +285,30 @@ impl IngressServer {
                     rr: (0..=r.canaries.len())
                         .map(|_| AtomicUsize::new(start))
                         .collect(),
+                    ok: s
+                        .metrics
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            ingress: r.ingress.to_string(),
+                            host: r.host.clone().unwrap_or_default(),
+                            path: r.path.clone(),
+                            status: 200,
+                        })
+                        .clone(),
+                    duration: s
+                        .metrics
+                        .duration
+                        .get_or_create(&IngressLabels {
+                            ingress: r.ingress.to_string(),
+                        })
+                        .clone(),
+                    upstream_duration: s
+                        .metrics
+                        .upstream_duration
+                        .get_or_create(&IngressLabels {
+                            ingress: r.ingress.to_string(),
+                        })
+                        .clone(),
                     ingress: r.ingress.to_string(),
                 }
             })
@@ -706,34 +737,40 @@ async fn handle(
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let route = out.route.and_then(|id| snap.table.routes().get(id));
-    let ingress = out
-        .route
-        .and_then(|id| snap.routes.get(id))
-        .map(|r| r.ingress.clone())
-        .unwrap_or_default();
+    let state = out.route.and_then(|id| snap.routes.get(id));
+    let ingress = state.map_or("", |s| s.ingress.as_str());
     let m = &shared.metrics;
-    m.requests
-        .get_or_create(&RequestLabels {
-            ingress: ingress.clone(),
-            host: match route {
-                Some(r) => r.host.clone().unwrap_or_default(),
-                None => host.clone(),
-            },
-            path: route.map(|r| r.path.clone()).unwrap_or_default(),
-            status,
-        })
-        .inc();
-    m.duration
-        .get_or_create(&IngressLabels {
-            ingress: ingress.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
-    if let Some(ms) = out.upstream_ms {
-        m.upstream_duration
+    match state {
+        Some(st) if status == 200 => {
+            st.ok.inc();
+        }
+        _ => {
+            m.requests
+                .get_or_create(&RequestLabels {
+                    ingress: ingress.to_string(),
+                    host: match route {
+                        Some(r) => r.host.clone().unwrap_or_default(),
+                        None => host.clone(),
+                    },
+                    path: route.map(|r| r.path.clone()).unwrap_or_default(),
+                    status,
+                })
+                .inc();
+        }
+    }
+    match state {
+        Some(st) => {
+            st.duration.observe(elapsed.as_secs_f64());
+            if let Some(ms) = out.upstream_ms {
+                st.upstream_duration.observe(ms / 1000.0);
+            }
+        }
+        None => m
+            .duration
             .get_or_create(&IngressLabels {
-                ingress: ingress.clone(),
+                ingress: String::new(),
             })
-            .observe(ms / 1000.0);
+            .observe(elapsed.as_secs_f64()),
     }
     accesslog::log(&accesslog::Entry {
         ingress,
@@ -773,15 +810,7 @@ async fn process(
     req: Request<Incoming>,
 ) -> Processed {
     let client_ip = info.peer.ip();
-    // nginx refuses a Host that is not a valid authority with 400; so does svcnet, and
-    // the router and redirects only ever see valid ones.
-    if !host.is_empty() && host.parse::<http::uri::Authority>().is_err() {
-        let out = Outcome {
-            reason: "invalid Host header".into(),
-            ..Outcome::default()
-        };
-        return (plain(400, &out.reason, Vec::new()), out, None);
-    }
+    // A Host that is not a valid authority gets 400 from the router (as from nginx).
     let decision = snap.table.route(&RouteRequest {
         scheme: info.scheme,
         host,

@@ -56,12 +56,27 @@ pub(crate) struct IngressView {
 
 impl IngressView {
     fn new(c: &Cluster, args: &crate::ingress_args::IngressArgs) -> Result<IngressView> {
-        let (table, _) = svcnet_ingress::compile(c, &args.controller());
-        Ok(IngressView {
+        Ok(IngressView::of(
+            c,
+            &args.controller(),
+            args.http()?,
+            args.https()?,
+        ))
+    }
+
+    /// The view of a controller with these classes and listeners.
+    pub(crate) fn of(
+        c: &Cluster,
+        controller: &svcnet_ingress::ControllerConfig,
+        http: Option<std::net::SocketAddr>,
+        https: Option<std::net::SocketAddr>,
+    ) -> IngressView {
+        let (table, _) = svcnet_ingress::compile(c, controller);
+        IngressView {
             served: table.served().clone(),
-            http: args.http()?,
-            https: args.https()?,
-        })
+            http,
+            https,
+        }
     }
 
     /// ADDRESS and PORTS of an Ingress: the listener's address for Ingresses it serves,
@@ -325,6 +340,17 @@ fn items(c: &Cluster, kind: Kind, ns: Option<&str>) -> Vec<Item> {
 
 /// A kubectl-style table of one kind, for other commands (`up` prints what it started).
 pub(crate) fn table(c: &Cluster, kind: Kind, namespace: Option<&str>, wide: bool) -> String {
+    table_with(c, kind, namespace, wide, None)
+}
+
+/// [`table`], with what the Ingress controller makes of Ingresses (ADDRESS, PORTS).
+pub(crate) fn table_with(
+    c: &Cluster,
+    kind: Kind,
+    namespace: Option<&str>,
+    wide: bool,
+    ingress: Option<&IngressView>,
+) -> String {
     let items = items(c, kind, namespace);
     if items.is_empty() {
         return String::new();
@@ -337,7 +363,7 @@ pub(crate) fn table(c: &Cluster, kind: Kind, namespace: Option<&str>, wide: bool
         namespace.is_none() && kind.namespaced(),
         false,
         false,
-        None,
+        ingress,
     )
 }
 

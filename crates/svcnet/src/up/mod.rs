@@ -254,7 +254,10 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         &shared.served.load(),
         args.admin_addr,
         dns.as_ref().map(|d| d.local_addr()),
-        ingress.as_ref().map(|i| i.local_addrs()),
+        ingress
+            .as_ref()
+            .map(|i| (i.local_addrs(), args.ingress.controller())),
+        args.state.state_dir.as_deref(),
     );
     if bind_errors == 0 {
         shared.ready.store(true, Ordering::SeqCst);
@@ -527,6 +530,54 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// curl commands for the first Ingress paths: https (with the local CA) for hosts with TLS,
+/// plain http otherwise.
+fn ingress_tries(
+    c: &Cluster,
+    http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
+    state_dir: Option<&std::path::Path>,
+) -> Vec<String> {
+    let tls_hosts: std::collections::BTreeSet<&str> = c
+        .ingresses
+        .values()
+        .flat_map(|i| {
+            i.tls
+                .iter()
+                .flat_map(|t| t.hosts.iter().map(String::as_str))
+        })
+        .collect();
+    let ca = match state_dir {
+        Some(d) => format!("<(svcnet ca --state-dir {})", d.display()),
+        None => "<(svcnet ca)".to_string(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for ing in c.ingresses.values() {
+        for rule in &ing.rules {
+            let Some(host) = rule.host.as_deref().filter(|h| !h.starts_with('*')) else {
+                continue;
+            };
+            let path = rule.paths.first().map_or("/", |p| p.path.as_str());
+            if out.len() >= 4 || !seen.insert(host) {
+                continue;
+            }
+            match (tls_hosts.contains(host), https, http) {
+                (true, Some(https), _) => out.push(format!(
+                    "curl -s --connect-to {host}:443:{https} --cacert {ca} https://{host}{path}        # Ingress {}",
+                    ing.meta.key()
+                )),
+                (_, _, Some(http)) => out.push(format!(
+                    "curl -s -H 'Host: {host}' http://{http}{path}        # Ingress {}",
+                    ing.meta.key()
+                )),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 /// The lowest port anything in the cluster will bind on loopback.
 fn lowest_port(c: &Cluster) -> Option<u16> {
     let loopback = |ip: &std::net::IpAddr| ip.is_loopback();
@@ -560,16 +611,26 @@ fn print_diagnostics(diags: &Diagnostics) {
 }
 
 /// What `up` brought up, and a few commands to paste.
+type Listeners = (Option<SocketAddr>, Option<SocketAddr>);
+
 fn print_summary(
     c: &Cluster,
     admin: SocketAddr,
     dns: Option<SocketAddr>,
-    ingress: Option<(Option<SocketAddr>, Option<SocketAddr>)>,
+    ingress: Option<(Listeners, svcnet_ingress::ControllerConfig)>,
+    state_dir: Option<&std::path::Path>,
 ) {
     let services = crate::get::table(c, Kind::Service, None, false);
     let pods = crate::get::table(c, Kind::Pod, None, true);
     println!("Services:\n{services}");
     println!("Pods:\n{pods}");
+    if let Some(((http, https), controller)) = &ingress
+        && !c.ingresses.is_empty()
+    {
+        let view = crate::get::IngressView::of(c, controller, *http, *https);
+        let table = crate::get::table_with(c, Kind::Ingress, None, false, Some(&view));
+        println!("Ingresses:\n{table}");
+    }
     let mut tries = Vec::new();
     for s in c.services.values() {
         if s.meta.namespace == "kube-system"
@@ -629,24 +690,9 @@ fn print_summary(
             });
         println!("  dig @{} -p {} {name}", dns.ip(), dns.port());
     }
-    if let Some((http, https)) = ingress {
-        let hosts: std::collections::BTreeSet<&str> = c
-            .ingresses
-            .values()
-            .flat_map(|i| i.rules.iter().filter_map(|r| r.host.as_deref()))
-            .filter(|h| !h.starts_with('*'))
-            .collect();
-        let host = hosts.iter().next().copied();
-        if let Some(http) = http {
-            match host {
-                Some(h) => println!("  curl -s -H 'Host: {h}' http://{http}/        # Ingress"),
-                None => println!("  curl -s http://{http}/        # Ingress"),
-            }
-        }
-        if let (Some(https), Some(h)) = (https, host) {
-            println!(
-                "  curl -s --connect-to {h}:443:{https} --cacert <(svcnet ca) https://{h}/        # Ingress over TLS"
-            );
+    if let Some(((http, https), _)) = &ingress {
+        for line in ingress_tries(c, *http, *https, state_dir) {
+            println!("  {line}");
         }
     }
     println!("  curl -s http://{admin}/metrics | grep svcnet_");
