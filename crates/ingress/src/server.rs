@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Client connections open at most; more are closed at once. Default 10 000.
     pub max_connections: usize,
+    /// The access log (default off; `svcnet up` writes it to stderr).
+    pub access_log: accesslog::AccessLogConfig,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +76,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
+            access_log: accesslog::AccessLogConfig::default(),
         }
     }
 }
@@ -103,6 +106,14 @@ pub enum ServerError {
     /// The TLS configuration could not be built.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The access log could not be opened.
+    #[error("access log {target}: {source}")]
+    AccessLog {
+        /// Where it was to go.
+        target: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Per-route state that outlives a request: limiters, round-robin cursors, and the
@@ -144,6 +155,8 @@ struct Shared {
     force: watch::Sender<bool>,
     accept_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     epoch: Instant,
+    /// The access log.
+    access: accesslog::AccessLog,
 }
 
 /// The running server. Cheap to clone (shared).
@@ -213,6 +226,12 @@ impl IngressServer {
             .max_concurrent_streams(250)
             .keep_alive_interval(None);
         let upstreams = Upstreams::new().map_err(|e| ServerError::Tls(e.to_string()))?;
+        let access = accesslog::AccessLog::open(&cfg.access_log).map_err(|source| {
+            ServerError::AccessLog {
+                target: format!("{:?}", cfg.access_log.target),
+                source,
+            }
+        })?;
         let local_addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let shared = Arc::new(Shared {
             http_addr: local_addr(&http),
@@ -235,6 +254,7 @@ impl IngressServer {
             force: watch::channel(false).0,
             accept_tasks: Mutex::new(Vec::new()),
             epoch: Instant::now(),
+            access,
         });
         let mut tasks = Vec::new();
         if let Some(l) = http {
@@ -349,6 +369,9 @@ impl IngressServer {
         while s.open_conns.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < settle {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // The last lines of the access log, written before the process goes.
+        let access = s.access.clone();
+        let _ = tokio::task::spawn_blocking(move || access.close()).await;
     }
 }
 
@@ -772,7 +795,7 @@ async fn handle(
             })
             .observe(elapsed.as_secs_f64()),
     }
-    accesslog::log(&accesslog::Entry {
+    shared.access.log(&accesslog::Entry {
         ingress,
         host: &host,
         path: &path,

@@ -55,6 +55,10 @@ pub struct UpArgs {
     dns: crate::dns_args::DnsArgs,
     #[command(flatten)]
     ingress: crate::ingress_args::IngressArgs,
+    /// The Ingress controller's access log (one line per request, logfmt or JSON per
+    /// --log-format): stderr, off, or a file path.
+    #[arg(long, default_value = "stderr", value_name = "stderr|off|PATH")]
+    access_log: String,
     #[command(flatten)]
     state: crate::ingress_args::StateArgs,
     #[command(flatten)]
@@ -185,10 +189,23 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
     let ingress = if http_addr.is_none() && https_addr.is_none() {
         None
     } else {
+        use svcnet_ingress::accesslog::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
         let config = svcnet_ingress::ServerConfig {
             http_addr,
             https_addr,
             state_dir: args.state.dir(),
+            access_log: AccessLogConfig {
+                target: match args.access_log.as_str() {
+                    "stderr" | "-" => AccessLogTarget::Stderr,
+                    "off" | "none" => AccessLogTarget::Off,
+                    path => AccessLogTarget::File(path.into()),
+                },
+                format: if args.log_format == "json" {
+                    AccessLogFormat::Json
+                } else {
+                    AccessLogFormat::Text
+                },
+            },
             ..svcnet_ingress::ServerConfig::default()
         };
         let server = svcnet_ingress::IngressServer::start(config, &mut registry)
