@@ -80,7 +80,24 @@ pub fn signin_location(signin: &str, original_url: &str) -> String {
     format!("{signin}{sep}rd={}", percent_encode(original_url))
 }
 
-async fn resolve(url: &http::Uri, timeout: Duration) -> Result<(SocketAddr, Proto), String> {
+/// Where svcnet itself can take a sub-request without asking DNS: a Service named by its
+/// cluster DNS name (its cluster IP), or a host this controller serves (its own listener,
+/// as the auth host's DNS would point at the ingress load balancer in a cluster).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalNames<'a> {
+    /// The current route table.
+    pub table: Option<&'a crate::route::RouteTable>,
+    /// The cleartext listener.
+    pub http: Option<SocketAddr>,
+    /// The TLS listener.
+    pub https: Option<SocketAddr>,
+}
+
+async fn resolve(
+    url: &http::Uri,
+    local: &LocalNames<'_>,
+    timeout: Duration,
+) -> Result<(SocketAddr, Proto), String> {
     let proto = match url.scheme_str() {
         Some("https") => Proto::H1Tls,
         Some("http") | None => Proto::H1,
@@ -93,6 +110,21 @@ async fn resolve(url: &http::Uri, timeout: Duration) -> Result<(SocketAddr, Prot
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok((SocketAddr::new(ip, port), proto));
+    }
+    if let Some(table) = local.table {
+        if let Some(ip) = table.service_ip(bare) {
+            return Ok((SocketAddr::new(ip, port), proto));
+        }
+        if table.serves_host(bare) {
+            let own = if proto == Proto::H1Tls {
+                local.https
+            } else {
+                local.http
+            };
+            if let Some(own) = own {
+                return Ok((own, proto));
+            }
+        }
     }
     let mut addrs = tokio::time::timeout(timeout, tokio::net::lookup_host((bare, port)))
         .await
@@ -147,12 +179,13 @@ fn sub_request(auth: &ExternalAuth, req: &AuthRequest<'_>) -> Result<Request<Req
 /// Sends the sub-request and decides. `connect` and `read` bound the exchange.
 pub async fn check(
     upstreams: &Upstreams,
+    local: &LocalNames<'_>,
     auth: &ExternalAuth,
     req: &AuthRequest<'_>,
     connect: Duration,
     read: Duration,
 ) -> AuthOutcome {
-    let (addr, proto) = match resolve(&auth.url, connect).await {
+    let (addr, proto) = match resolve(&auth.url, local, connect).await {
         Ok(a) => a,
         Err(e) => return deny(500, format!("auth-url {}: {e}", auth.url)),
     };

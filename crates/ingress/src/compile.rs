@@ -44,6 +44,15 @@ pub fn compile(cluster: &Cluster, cfg: &ControllerConfig) -> (RouteTable, Vec<Fi
         backends: HashMap::new(),
         slots: HashMap::new(),
     };
+    b.table.cluster_domain = cluster.plan.cluster_domain.clone();
+    b.table.service_ips = cluster
+        .services
+        .values()
+        .filter_map(|s| {
+            let ip = *s.cluster_ip_list().first()?;
+            Some((format!("{}.{}", s.meta.name, s.meta.namespace), ip))
+        })
+        .collect();
     for s in cluster.endpoint_slices.values() {
         b.slices
             .entry((s.meta.namespace.as_str(), s.service_name.as_str()))

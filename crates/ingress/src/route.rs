@@ -33,6 +33,12 @@ pub struct RouteTable {
     pub(crate) tls_hosts: Vec<TlsHost>,
     pub(crate) served: Served,
     pub(crate) stats: TableStats,
+    /// `name.namespace` of every Service with a cluster IP -> its first cluster IP: where
+    /// an `auth-url` naming a Service (`http://oauth2-proxy.auth.svc.cluster.local/...`)
+    /// goes without a cluster resolver.
+    pub(crate) service_ips: HashMap<String, std::net::IpAddr>,
+    /// The cluster domain (`cluster.local`).
+    pub(crate) cluster_domain: String,
 }
 
 // The table is shared by every connection task: it must stay `Send + Sync`.
@@ -116,6 +122,26 @@ impl RouteTable {
     /// A table that serves nothing: every request gets 404.
     pub fn empty() -> RouteTable {
         RouteTable::default()
+    }
+
+    /// True when a request with this Host would reach a named host of this table (a
+    /// precise host, a `server-alias` or a wildcard), not the default server.
+    pub fn serves_host(&self, host: &str) -> bool {
+        let mut buf = [0u8; MAX_HOST];
+        normalize_host(host, &mut buf).is_some_and(|h| self.host_table(h).is_some())
+    }
+
+    /// The cluster IP of a Service named the way cluster DNS names it:
+    /// `name.namespace`, `name.namespace.svc` or `name.namespace.svc.<cluster domain>`
+    /// (a trailing dot allowed).
+    pub fn service_ip(&self, host: &str) -> Option<std::net::IpAddr> {
+        let h = host.trim_end_matches('.').to_ascii_lowercase();
+        let suffix = format!(".svc.{}", self.cluster_domain);
+        let short = h
+            .strip_suffix(suffix.as_str())
+            .or_else(|| h.strip_suffix(".svc"))
+            .unwrap_or(&h);
+        self.service_ips.get(short).copied()
     }
 
     /// Every route, indexed by [`Route::id`].

@@ -932,6 +932,11 @@ async fn process(
             .to_string();
         let outcome = auth::check(
             &shared.upstreams,
+            &auth::LocalNames {
+                table: Some(&snap.table),
+                http: shared.http_addr,
+                https: shared.https_addr,
+            },
             auth,
             &AuthRequest {
                 method: req.method(),

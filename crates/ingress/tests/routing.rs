@@ -1260,3 +1260,30 @@ fn seed_advanced_ingress() {
     );
     assert_eq!(app.policy.limits.rps, Some(10));
 }
+
+#[test]
+fn auth_hosts_resolve_to_services_and_served_hosts_without_dns() {
+    let yaml = services(&["web"])
+        + &ingress(
+            "web",
+            &[],
+            &rules(&[rule("app.example.com", &[("/", "Prefix", "web")])]),
+        );
+    let t = table(&yaml);
+    let (c, _) = Cluster::from_yaml("test.yaml", &yaml, &AddressPlan::default());
+    let ip = c.unwrap().services[&svcnet_model::types::ObjectKey::new("default", "web")]
+        .cluster_ip_list()[0];
+    for name in [
+        "web.default",
+        "web.default.svc",
+        "web.default.svc.cluster.local",
+        "WEB.default.svc.cluster.local.",
+    ] {
+        assert_eq!(t.service_ip(name), Some(ip), "{name}");
+    }
+    assert_eq!(t.service_ip("web.other.svc.cluster.local"), None);
+    assert_eq!(t.service_ip("web"), None);
+    assert!(t.serves_host("app.example.com"));
+    assert!(t.serves_host("APP.example.com:8443"));
+    assert!(!t.serves_host("other.example.com"));
+}

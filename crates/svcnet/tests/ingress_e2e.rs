@@ -399,3 +399,56 @@ fn seed_canary_takes_about_a_tenth() {
         "{v2} of {total} requests reached the canary"
     );
 }
+
+#[test]
+fn seed_external_auth_is_a_real_sub_request() {
+    const N: u8 = 10;
+    let up = start_example(N, "advanced-ingress");
+    let app = || {
+        send(
+            N,
+            &Req {
+                host: "app.company.com",
+                path: "/dashboard",
+                ..Req::default()
+            },
+        )
+    };
+    // auth-url https://auth.company.com/oauth2/auth is a host this controller serves: the
+    // sub-request goes to svcnet's own TLS listener, then to the oauth2-proxy pod (200).
+    let seen = app();
+    assert_eq!(seen.status, 200, "{seen:?}\n{}", up.logs());
+    assert!(
+        seen.pod().unwrap_or_default().starts_with("default/app-"),
+        "{seen:?}"
+    );
+    // Take the auth service's only pod out of rotation: the sub-request gets 503 from
+    // the controller itself, which ingress-nginx turns into 500 for the client.
+    let st = up.state();
+    let auth_pod = st["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .find(|n| n.starts_with("oauth2-proxy-"))
+        .expect("an oauth2-proxy pod");
+    let o = common::curl(&[
+        "-sf",
+        "-X",
+        "POST",
+        &format!(
+            "http://{}/api/pods/default/{auth_pod}/ready?value=false",
+            up.admin
+        ),
+    ]);
+    assert!(o.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = app();
+        if seen.status == 500 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {seen:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
