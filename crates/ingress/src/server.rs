@@ -86,7 +86,7 @@ impl Default for ServerConfig {
 #[non_exhaustive]
 pub enum ServerError {
     /// A listener could not be bound.
-    #[error("cannot listen for {what} on {addr}: {source}")]
+    #[error("cannot listen for {what} on {addr}")]
     Bind {
         /// `HTTP` or `HTTPS`.
         what: &'static str,
@@ -96,7 +96,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     /// The local CA could not be loaded or created.
-    #[error("local CA in {dir}: {source}")]
+    #[error("local CA in {dir}")]
     Ca {
         /// The state directory.
         dir: PathBuf,
@@ -107,7 +107,7 @@ pub enum ServerError {
     #[error("TLS configuration: {0}")]
     Tls(String),
     /// The access log could not be opened.
-    #[error("access log {target}: {source}")]
+    #[error("access log {target}")]
     AccessLog {
         /// Where it was to go.
         target: String,

@@ -79,6 +79,26 @@ impl IngressView {
         }
     }
 
+    /// `status.loadBalancer` of a served Ingress, as a controller publishes it: the
+    /// listener's address and ports.
+    fn set_status(&self, key: &ObjectKey, v: &mut Value) {
+        if !self.served.contains_key(key) {
+            return;
+        }
+        let Some(ip) = self.http.or(self.https).map(|a| a.ip()) else {
+            return;
+        };
+        let ports: Vec<Value> = self
+            .http
+            .iter()
+            .chain(self.https.iter())
+            .map(|a| serde_json::json!({"port": a.port(), "protocol": "TCP"}))
+            .collect();
+        v["status"] = serde_json::json!({
+            "loadBalancer": {"ingress": [{"ip": ip.to_string(), "ports": ports}]}
+        });
+    }
+
     /// ADDRESS and PORTS of an Ingress: the listener's address for Ingresses it serves,
     /// nothing (and kubectl's nominal ports) for others.
     fn columns(&self, key: &ObjectKey, tls: bool) -> (String, String) {
@@ -229,7 +249,13 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
                 .flat_map(|(kind, items)| {
                     items
                         .iter()
-                        .filter_map(|i| render::object(&cluster, *kind, &i.key))
+                        .filter_map(|i| {
+                            let mut v = render::object(&cluster, *kind, &i.key)?;
+                            if let (Kind::Ingress, Some(view)) = (kind, &ingress) {
+                                view.set_status(&i.key, &mut v);
+                            }
+                            Some(v)
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect();

@@ -210,7 +210,10 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         };
         let server = svcnet_ingress::IngressServer::start(config, &mut registry)
             .await
-            .context("starting the Ingress controller (--http-addr/--https-addr, or none)")?;
+            .context(
+                "starting the Ingress controller (other listeners: --http-addr ADDR \
+                 --https-addr ADDR; none turns one off)",
+            )?;
         Some(server)
     };
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<ReadinessChange>();
