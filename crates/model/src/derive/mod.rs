@@ -20,6 +20,7 @@ use crate::types::*;
 use crate::validate::Objects;
 
 pub use alloc::{fnv1a, natural_cmp};
+pub(crate) use endpoints::derive_all as derive_all_slices;
 pub use endpoints::derive_for as derive_slices;
 pub use workloads::stable_uid;
 
@@ -133,6 +134,32 @@ pub(crate) fn derive(
     // Namespaces last: every object above may have created one.
     c.namespaces = namespaces_for(&c, namespaces, diags);
     c
+}
+
+/// `f` over every item, in order, on every core when there are at least `min` items per
+/// core (threads cost more than small work), else on this thread. The result is the same
+/// either way.
+pub(crate) fn par_map<T, R, F>(items: &[T], min: usize, f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || items.len() < min.saturating_mul(2) {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 fn key(m: &Meta) -> ObjectKey {
