@@ -339,3 +339,16 @@ fn namespaces_for(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn par_map_keeps_order_on_any_number_of_threads() {
+        let items: Vec<u32> = (0..10_001).collect();
+        let want: Vec<String> = items.iter().map(|i| format!("{i}")).collect();
+        for min in [1, 64, 1_000_000] {
+            assert_eq!(super::par_map(&items, min, |i| format!("{i}")), want);
+        }
+        assert!(super::par_map(&[] as &[u32], 1, |i| *i).is_empty());
+    }
+}

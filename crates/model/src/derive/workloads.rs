@@ -112,7 +112,6 @@ pub(super) fn derive_workloads(
         })
     };
     let mut out: BTreeMap<(Kind, ObjectKey), Workload> = BTreeMap::new();
-    let mut pods = Vec::new();
     let written_rs_owners: Vec<(String, String)> = workloads
         .iter()
         .filter(|w| w.kind == Kind::ReplicaSet)
@@ -129,8 +128,12 @@ pub(super) fn derive_workloads(
             Some((w.meta.namespace.clone(), owner.name.clone()))
         })
         .collect();
-    let mut replica_sets = Vec::new();
-    for mut w in workloads {
+    // Which workloads may create what is decided in key order (the address budget), then
+    // the work itself (template hashes, ReplicaSets, pods: independent per workload) runs
+    // on every core, and its results are put back in that order.
+    let mut deployments: Vec<(Kind, ObjectKey)> = Vec::new();
+    let mut pod_owners: Vec<(Kind, ObjectKey)> = Vec::new();
+    for w in workloads {
         let k = (
             w.kind,
             ObjectKey::new(w.meta.namespace.clone(), w.meta.name.clone()),
@@ -165,27 +168,42 @@ pub(super) fn derive_workloads(
         // A Deployment's pods are counted here, not again for its ReplicaSet.
         remaining -= wants;
         match w.kind {
-            Kind::Deployment => {
-                let hash = pod_template_hash(&w.template);
-                w.template_hash = Some(hash.clone());
-                let exported = written_rs_owners
-                    .iter()
-                    .any(|(ns, n)| *ns == w.meta.namespace && *n == w.meta.name);
-                if !exported {
-                    replica_sets.push(replica_set_for(&w, &hash));
-                }
-            }
+            Kind::Deployment => deployments.push(k.clone()),
             Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet
                 if !owned(w.kind.as_str(), &w.meta.namespace, &w.meta.name) =>
             {
-                pods.extend(pods_of(&w, &schedulable));
+                pod_owners.push(k.clone());
             }
             _ => {}
         }
         out.insert(k, w);
     }
+    let deployment_refs: Vec<&Workload> = deployments.iter().filter_map(|k| out.get(k)).collect();
+    let revisions: Vec<(String, Option<Workload>)> = super::par_map(&deployment_refs, 64, |w| {
+        let hash = pod_template_hash(&w.template);
+        let exported = written_rs_owners
+            .iter()
+            .any(|(ns, n)| *ns == w.meta.namespace && *n == w.meta.name);
+        let rs = (!exported).then(|| replica_set_for(w, &hash));
+        (hash, rs)
+    });
+    let mut replica_sets = Vec::new();
+    for (k, (hash, rs)) in deployments.iter().zip(revisions) {
+        if let Some(w) = out.get_mut(k) {
+            w.template_hash = Some(hash);
+        }
+        replica_sets.extend(rs);
+    }
+    let owners: Vec<&Workload> = pod_owners
+        .iter()
+        .filter_map(|k| out.get(k))
+        .chain(&replica_sets)
+        .collect();
+    let pods: Vec<Pod> = super::par_map(&owners, 64, |w| pods_of(w, &schedulable))
+        .into_iter()
+        .flatten()
+        .collect();
     for rs in replica_sets {
-        pods.extend(pods_of(&rs, &schedulable));
         out.insert(
             (
                 Kind::ReplicaSet,

@@ -13,7 +13,7 @@ mod service;
 
 pub use misc::NAMESPACE_NAME_LABEL;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -130,7 +130,7 @@ pub struct Merger {
     diags: Diagnostics,
     /// The first definition of each object and a digest of its content: two manifests of
     /// one object are compared by digest, so no object is kept twice in memory.
-    seen: HashMap<(String, String, String), (Source, u64)>,
+    seen: crate::cluster::FastMap<(String, String, String), (Source, u64)>,
 }
 
 impl Merger {
@@ -728,8 +728,18 @@ fn object_digest(v: &Value) -> u64 {
             Value::Null => mix(h, b"n"),
             Value::Bool(b) => mix(h, if *b { b"t" } else { b"f" }),
             Value::Number(n) => {
-                mix(h, b"#");
-                mix(h, n.to_string().as_bytes());
+                // Tagged by representation, as its text would be (1 and 1.0 differ),
+                // without formatting it.
+                if let Some(i) = n.as_u64() {
+                    mix(h, b"#u");
+                    mix(h, &i.to_le_bytes());
+                } else if let Some(i) = n.as_i64() {
+                    mix(h, b"#i");
+                    mix(h, &i.to_le_bytes());
+                } else {
+                    mix(h, b"#f");
+                    mix(h, &n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes());
+                }
             }
             Value::String(s) => {
                 mix(h, b"\"");
