@@ -18,10 +18,31 @@ const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// `pod-template-hash` as Kubernetes computes it: a 32-bit FNV-1a hash of the template,
 /// printed in decimal and each digit mapped through the safe alphabet.
 pub fn pod_template_hash(template: &core::PodTemplateSpec) -> String {
-    // Serialization of k8s-openapi types is deterministic (maps are BTreeMaps).
-    let text = serde_json::to_string(template).unwrap_or_default();
-    let h = fnv1a(text.as_bytes()) as u32;
+    // Serialization of k8s-openapi types is deterministic (maps are BTreeMaps). The JSON
+    // text is hashed as it is written, never held: the same hash as `fnv1a` of the text.
+    let mut w = Fnv1aWriter(fnv1a(b""));
+    let h = match serde_json::to_writer(&mut w, template) {
+        Ok(()) => w.0,
+        Err(_) => fnv1a(b""),
+    } as u32;
     safe_encode(&h.to_string())
+}
+
+/// FNV-1a of everything written to it ([`fnv1a`], one piece at a time).
+struct Fnv1aWriter(u64);
+
+impl std::io::Write for Fnv1aWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for b in buf {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Kubernetes' `rand.SafeEncodeString`.
@@ -425,6 +446,20 @@ fn template_pod(w: &Workload) -> Arc<core::Pod> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_hash_is_fnv1a_of_the_json_text() {
+        let t = core::PodTemplateSpec {
+            metadata: Some(meta::ObjectMeta {
+                labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&t).unwrap_or_default();
+        let want = safe_encode(&(fnv1a(text.as_bytes()) as u32).to_string());
+        assert_eq!(pod_template_hash(&t), want);
+    }
 
     #[test]
     fn safe_encoding_matches_kubernetes() {
