@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-use svcnet_model::{AddressPlan, Cluster, lint, load};
+use svcnet_model::{AddressPlan, Cluster, lint, validate};
 
 /// Load-and-derive benchmark for svcnet-model.
 #[derive(Parser, Debug)]
@@ -83,6 +83,8 @@ struct Phases {
     build: Duration,
     lint: Duration,
     drop: Duration,
+    /// Peak resident memory (VmHWM, kB) after reading, after deriving, after linting.
+    peak_kb: [u64; 3],
 }
 
 impl Phases {
@@ -134,6 +136,9 @@ fn main() -> Result<()> {
                 "drop_s": phases.drop.as_secs_f64(),
                 "raw_objects": counts.raw_objects,
                 "peak_rss_kb": proc_status_kb("VmHWM:")?,
+                "peak_rss_after_read_kb": phases.peak_kb[0],
+                "peak_rss_after_derive_kb": phases.peak_kb[1],
+                "peak_rss_after_lint_kb": phases.peak_kb[2],
             });
             println!("{doc}");
             Ok(())
@@ -155,19 +160,25 @@ fn size(s: &SizeArgs) -> generate::Size {
 /// benchmark of an error path would measure the wrong thing.
 fn load_once(dir: &Path, plan: &AddressPlan) -> Result<(Phases, Counts)> {
     let t0 = Instant::now();
-    let manifests = load::read_paths(&[dir.to_path_buf()]);
+    // What `svcnet check` and `svcnet up` do (`Cluster::load`), in two timed steps: each
+    // file is parsed and its objects validated on the thread that read it, then the
+    // cluster is derived.
+    let loaded = validate::read_paths(&[dir.to_path_buf()]);
     let t1 = Instant::now();
-    if manifests.diagnostics.has_errors() {
-        bail!("reading failed:\n{}", first_lines(&manifests.diagnostics));
+    let hwm_read = proc_status_kb("VmHWM:").unwrap_or(0);
+    if loaded.read_diagnostics.has_errors() {
+        bail!("reading failed:\n{}", first_lines(&loaded.read_diagnostics));
     }
-    let raw_objects = manifests.objects.len();
-    let (cluster, diags) = Cluster::build(manifests.objects, plan, None);
+    let raw_objects = loaded.raw_objects;
+    let (cluster, diags) = Cluster::build_validated(loaded.objects, loaded.diagnostics, plan, None);
     let t2 = Instant::now();
+    let hwm_build = proc_status_kb("VmHWM:").unwrap_or(0);
     let Some(cluster) = cluster else {
         bail!("build failed:\n{}", first_lines(&diags));
     };
     let findings = lint::lint(&cluster);
     let t3 = Instant::now();
+    let hwm_lint = proc_status_kb("VmHWM:").unwrap_or(0);
     let counts = Counts {
         raw_objects,
         kinds: cluster
@@ -188,6 +199,7 @@ fn load_once(dir: &Path, plan: &AddressPlan) -> Result<(Phases, Counts)> {
             build: t2 - t1,
             lint: t3 - t2,
             drop: t4 - t3,
+            peak_kb: [hwm_read, hwm_build, hwm_lint],
         },
         counts,
     ))
@@ -297,6 +309,12 @@ fn measure(cli: &Cli, plan: &AddressPlan, dir: &Path) -> Result<()> {
     }
     let once: Value = serde_json::from_slice(&out.stdout)?;
     let once_peak_kb = once["peak_rss_kb"].as_u64().unwrap_or(0);
+    let once_steps_kb = [
+        "peak_rss_after_read_kb",
+        "peak_rss_after_derive_kb",
+        "peak_rss_after_lint_kb",
+    ]
+    .map(|k| once[k].as_u64().unwrap_or(0));
 
     // Wall times in this process: one warm-up, then the timed runs.
     eprintln!("in-process: 1 warm-up + {} timed runs", cli.runs);
@@ -308,8 +326,11 @@ fn measure(cli: &Cli, plan: &AddressPlan, dir: &Path) -> Result<()> {
     let phase =
         |f: fn(&Phases) -> Duration| stats(runs.iter().map(|p| f(p).as_secs_f64()).collect());
     let rows = [
-        ("read + parse (load::read_paths)", phase(|p| p.read)),
-        ("validate + derive (Cluster::build)", phase(|p| p.build)),
+        (
+            "read + parse + validate (validate::read_paths)",
+            phase(|p| p.read),
+        ),
+        ("derive (Cluster::build_validated)", phase(|p| p.build)),
         ("total: load and derive", phase(Phases::load)),
         ("lint (lint::lint)", phase(|p| p.lint)),
         ("drop", phase(|p| p.drop)),
@@ -327,7 +348,15 @@ fn measure(cli: &Cli, plan: &AddressPlan, dir: &Path) -> Result<()> {
         EndToEnd::default()
     };
 
-    let report = report(cli, &written, &counts, &rows, once_peak_kb, &svcnet, &e2e)?;
+    let report = report(
+        cli,
+        &written,
+        &counts,
+        &rows,
+        (once_peak_kb, once_steps_kb),
+        &svcnet,
+        &e2e,
+    )?;
     println!("{report}");
     if let Some(path) = &cli.results {
         std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
@@ -494,7 +523,7 @@ fn report(
     written: &generate::Written,
     counts: &Counts,
     rows: &[(&str, Stats)],
-    once_peak_kb: u64,
+    (once_peak_kb, once_steps_kb): (u64, [u64; 3]),
     svcnet: &Path,
     e2e: &EndToEnd,
 ) -> Result<String> {
@@ -570,6 +599,12 @@ fn report(
         r,
         "\nPeak resident memory of a process that loads, derives and lints once (VmHWM): \
          {peak_mb:.0} MB.\n"
+    )?;
+    let [read_mb, derive_mb, lint_mb] = once_steps_kb.map(|kb| kb as f64 * 1024.0 / 1e6);
+    writeln!(
+        r,
+        "Peak so far after reading and validating: {read_mb:.0} MB; after deriving: \
+         {derive_mb:.0} MB; after linting: {lint_mb:.0} MB.\n"
     )?;
 
     writeln!(r, "## End to end (`svcnet check`)\n")?;

@@ -56,6 +56,20 @@ impl Cluster {
     ) -> (Option<Cluster>, Diagnostics) {
         let mut diags = Diagnostics::default();
         let objects = validate::validate(raws, &mut diags);
+        Cluster::build_validated(objects, diags, plan, previous)
+    }
+
+    /// Derives the cluster from objects already validated ([`validate::validate`] or
+    /// [`validate::read_paths`]), given the problems their validation found: nothing is
+    /// derived when those hold an error. Returns the cluster only when no error was found;
+    /// the diagnostics (validation's and derivation's, sorted) always.
+    pub fn build_validated(
+        objects: validate::Objects,
+        validation: Diagnostics,
+        plan: &AddressPlan,
+        previous: Option<&Cluster>,
+    ) -> (Option<Cluster>, Diagnostics) {
+        let mut diags = validation;
         if diags.has_errors() {
             diags.sort();
             return (None, diags);
@@ -75,9 +89,12 @@ impl Cluster {
         plan: &AddressPlan,
         previous: Option<&Cluster>,
     ) -> (Option<Cluster>, Diagnostics) {
-        let manifests = load::read_paths(paths);
-        let mut diags = manifests.diagnostics;
-        let (cluster, more) = Cluster::build(manifests.objects, plan, previous);
+        // Each file's objects are validated as soon as it is parsed (see
+        // `validate::read_paths`): the same outcome as `read_paths` then `build`.
+        let loaded = validate::read_paths(paths);
+        let mut diags = loaded.read_diagnostics;
+        let (cluster, more) =
+            Cluster::build_validated(loaded.objects, loaded.diagnostics, plan, previous);
         diags.extend(more);
         diags.sort();
         if diags.has_errors() {
@@ -128,12 +145,9 @@ impl Cluster {
         }
         if changed {
             self.endpoint_slices.retain(|_, s| !s.derived);
-            let derived: Vec<EndpointSlice> = self
-                .services
-                .values()
-                .filter(|s| s.type_ != ServiceType::ExternalName)
-                .filter_map(|s| Some(derive::derive_slices(self, s, s.selector.as_ref()?)))
-                .flatten()
+            let derived: Vec<EndpointSlice> = derive::derive_all_slices(self)
+                .into_iter()
+                .flat_map(|(_, slices)| slices)
                 .collect();
             for s in derived {
                 self.endpoint_slices.insert(
@@ -172,5 +186,110 @@ impl Cluster {
             (Kind::Secret, self.secrets.len()),
             (Kind::ConfigMap, self.config_maps.len()),
         ]
+    }
+}
+
+/// Pods by namespace and label: what a Service's selector (equality on every label it
+/// names) picks is found from the shortest list of pods carrying one of its labels, instead
+/// of testing every pod of the namespace (Services × pods when one namespace is large).
+pub(crate) struct PodIndex<'a> {
+    c: &'a Cluster,
+    /// (namespace, label key, label value) → pods, in the cluster's pod order.
+    by_label: FastMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
+}
+
+/// A HashMap with a fast, unkeyed hash (FxHash's), for in-process indexes of names that
+/// come from the manifests: SipHash's resistance to chosen keys buys nothing here and
+/// cost more than the lookups themselves.
+pub(crate) type FastMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// FxHash (rustc's hasher): a rotate, xor and multiply per word.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl<'a> PodIndex<'a> {
+    /// Indexes every pod of the cluster.
+    pub(crate) fn new(c: &'a Cluster) -> Self {
+        let mut by_label: FastMap<_, Vec<&'a Pod>> = FastMap::default();
+        for p in c.pods.values() {
+            for (k, v) in &p.meta.labels {
+                by_label
+                    .entry((p.meta.namespace.as_str(), k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(p);
+            }
+        }
+        PodIndex { c, by_label }
+    }
+
+    /// The pods of `namespace` that a Service's selector selects, in the order of
+    /// [`Cluster::pods_in`]: exactly those for which the selector's `matches` holds.
+    pub(crate) fn selected<'s>(
+        &'s self,
+        namespace: &'s str,
+        selector: &'s crate::selector::Labels,
+    ) -> Box<dyn Iterator<Item = &'s Pod> + 's>
+    where
+        'a: 's,
+    {
+        let shortest = selector
+            .iter()
+            .map(|(k, v)| {
+                self.by_label
+                    .get(&(namespace, k.as_str(), v.as_str()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|pods| pods.len());
+        let all_match = move |p: &&'s Pod| {
+            selector
+                .iter()
+                .all(|(k, v)| p.meta.labels.get(k).is_some_and(|pv| pv == v))
+        };
+        match shortest {
+            Some(pods) => Box::new(pods.iter().copied().filter(all_match)),
+            // An empty selector selects every pod of the namespace.
+            None => Box::new(self.c.pods_in(namespace)),
+        }
     }
 }

@@ -22,6 +22,7 @@ pub fn lint(c: &Cluster) -> Diagnostics {
 }
 
 fn services(c: &Cluster, d: &mut Diagnostics) {
+    let index = crate::cluster::PodIndex::new(c);
     for svc in c.services.values() {
         let Some(selector) = &svc.selector else {
             continue;
@@ -30,10 +31,7 @@ fn services(c: &Cluster, d: &mut Diagnostics) {
             continue;
         }
         let sel = LabelSelector::from_map(selector);
-        let pods: Vec<&Pod> = c
-            .pods_in(&svc.meta.namespace)
-            .filter(|p| sel.matches(&p.meta.labels))
-            .collect();
+        let pods: Vec<&Pod> = index.selected(&svc.meta.namespace, selector).collect();
         let obj = svc.meta.object_ref(Kind::Service);
         if pods.is_empty() {
             let hint = closest_miss(c.pods_in(&svc.meta.namespace), &sel)

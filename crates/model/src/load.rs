@@ -132,8 +132,26 @@ pub struct Manifests {
 /// `*.json`), or `-` for stdin. Problems are collected, not returned early.
 pub fn read_paths(paths: &[PathBuf]) -> Manifests {
     let mut out = Manifests::default();
-    // Texts to parse, in order: (name, text, json?).
-    let mut texts: Vec<(String, String, Option<bool>)> = Vec::new();
+    for part in read_paths_with(paths, &mut out, |part| part) {
+        out.objects.extend(part.objects);
+        out.diagnostics.extend(part.diagnostics);
+    }
+    out
+}
+
+/// A text to parse: (name, text, `Some(true)` for JSON, `None` to sniff).
+type Text = (String, String, Option<bool>);
+
+/// Reads every path as [`read_paths`] does, and hands each text's objects and parse
+/// problems to `per_text` as soon as that text is parsed, on whichever thread parsed it.
+/// Returns what `per_text` made of each text, in the order [`read_paths`] would list
+/// them; files and problems reading them go to `out`.
+pub fn read_paths_with<T, F>(paths: &[PathBuf], out: &mut Manifests, per_text: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(Manifests) -> T + Sync,
+{
+    let mut texts: Vec<Text> = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
@@ -182,46 +200,54 @@ pub fn read_paths(paths: &[PathBuf]) -> Manifests {
             }
         }
     }
-    // Parsing is most of a large load: files are parsed on every core, each thread a
-    // contiguous run of files, and the results joined in file order, so the outcome is
-    // exactly that of parsing them one after the other.
+    let one = |(name, text, json): Text| {
+        let mut part = Manifests::default();
+        read_text(&mut part, &name, text, json);
+        per_text(part)
+    };
+    // Parsing is most of a large load: texts are parsed on every core, each thread taking
+    // the next text not yet taken (so one large file does not leave a core idle), and the
+    // results put back in text order, so the outcome is exactly that of parsing them one
+    // after the other.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let total: usize = texts.iter().map(|t| t.1.len()).sum();
     if threads < 2 || texts.len() < 2 || total < 1 << 20 {
-        for (name, text, json) in texts {
-            read_text(&mut out, &name, text, json);
-        }
-        return out;
+        return texts.into_iter().map(one).collect();
     }
-    let chunk = texts.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<(String, String, Option<bool>)>> = Vec::new();
-    let mut it = texts.into_iter().peekable();
-    while it.peek().is_some() {
-        chunks.push(it.by_ref().take(chunk).collect());
-    }
-    let parts: Vec<Manifests> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                scope.spawn(move || {
-                    let mut part = Manifests::default();
-                    for (name, text, json) in chunk {
-                        read_text(&mut part, &name, text, json);
+    let count = texts.len();
+    let queue: Vec<std::sync::Mutex<Option<Text>>> = texts
+        .into_iter()
+        .map(|t| std::sync::Mutex::new(Some(t)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(count))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(slot) = queue.get(i) else {
+                            return mine;
+                        };
+                        let text = slot
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .take();
+                        if let Some(text) = text {
+                            mine.push((i, one(text)));
+                        }
                     }
-                    part
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
-    for part in parts {
-        out.objects.extend(part.objects);
-        out.diagnostics.extend(part.diagnostics);
-    }
-    out
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
 }
 
 fn file_source(path: &Path) -> Source {

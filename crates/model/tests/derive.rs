@@ -621,3 +621,37 @@ fn many_workloads_together_cannot_exceed_the_address_space() {
     assert!(text.contains("Deployment default/w2: spec.replicas: Invalid value: 100: more pods than the cluster's 1 node(s) have addresses left for (54 of 254)"), "{text}");
     assert!(!text.contains("default/w1:"), "{text}");
 }
+
+#[test]
+fn a_written_pod_under_a_derived_pods_name_is_an_error_at_the_written_pod() {
+    let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: data}
+spec:
+  containers: [{name: db, image: postgres}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: data}
+spec:
+  replicas: 3
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: postgres}]
+"#;
+    let (c, d) = Cluster::from_yaml("test.yaml", text, &AddressPlan::default());
+    assert!(c.is_none());
+    let errors: Vec<String> = d.errors().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("test.yaml:2: Pod data/db-1: metadata.name: ")
+            && errors[0].contains(
+                "Pod data/db-1 is also the name of a pod its StatefulSet creates (from test.yaml:8)"
+            ),
+        "{errors:#?}"
+    );
+}

@@ -7,6 +7,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -306,10 +307,14 @@ pub(super) fn place_pods(
         .collect();
     schedulable.sort_by(|a, b| natural_cmp(a, b));
     // Pools per node and family.
-    let mut pools: HashMap<(String, IpFamily), Pool> = HashMap::new();
+    // node -> family -> pool (looked up by the pod's node name without copying it).
+    let mut pools: HashMap<String, HashMap<IpFamily, Pool>> = HashMap::new();
     for n in nodes.values() {
         for c in &n.pod_cidrs {
-            pools.insert((n.meta.name.clone(), family(c)), Pool::hosts(*c));
+            pools
+                .entry(n.meta.name.clone())
+                .or_default()
+                .insert(family(c), Pool::hosts(*c));
         }
     }
     let mut owners: HashMap<IpAddr, ObjectKey> = HashMap::new();
@@ -372,16 +377,16 @@ pub(super) fn place_pods(
                     .field("status.podIP"),
                 );
             }
-            for pool in pools.values_mut() {
+            for pool in pools.values_mut().flat_map(HashMap::values_mut) {
                 pool.take(ip);
             }
         }
     }
     // Then the previous run's addresses, then fresh ones.
-    let mut pending: Vec<&ObjectKey> = Vec::new();
-    let keys: Vec<ObjectKey> = pods.keys().cloned().collect();
-    for k in &keys {
-        let Some(p) = pods.get_mut(k) else { continue };
+    // `pending[i]`: the i-th pod in key order gets fresh addresses.
+    let mut pending: Vec<bool> = Vec::with_capacity(pods.len());
+    for (k, p) in pods.iter_mut() {
+        pending.push(false);
         if p.host_network {
             p.ips = p.host_ip.into_iter().collect();
             continue;
@@ -399,7 +404,9 @@ pub(super) fn place_pods(
             .unwrap_or_default();
         let mut kept = Vec::new();
         for ip in prev_ips {
-            if let Some(pool) = pools.get_mut(&(p.node_name.clone(), IpFamily::of(&ip)))
+            if let Some(pool) = pools
+                .get_mut(p.node_name.as_str())
+                .and_then(|m| m.get_mut(&IpFamily::of(&ip)))
                 && pool.is_free(&ip)
             {
                 pool.take(&ip);
@@ -407,17 +414,24 @@ pub(super) fn place_pods(
             }
         }
         p.ips = kept;
-        pending.push(k);
+        if let Some(last) = pending.last_mut() {
+            *last = true;
+        }
     }
     let families: Vec<IpFamily> = plan.pod_cidrs.iter().map(family).collect();
-    for k in pending {
-        let Some(p) = pods.get_mut(k) else { continue };
-        let seed = fnv1a(k.to_string().as_bytes());
+    let mut seed_text = String::new();
+    for ((k, p), _) in pods.iter_mut().zip(pending).filter(|(_, fresh)| *fresh) {
+        seed_text.clear();
+        let _ = write!(seed_text, "{k}");
+        let seed = fnv1a(seed_text.as_bytes());
         for f in &families {
             if p.ip_of(*f).is_some() {
                 continue;
             }
-            let Some(pool) = pools.get_mut(&(p.node_name.clone(), *f)) else {
+            let Some(pool) = pools
+                .get_mut(p.node_name.as_str())
+                .and_then(|m| m.get_mut(f))
+            else {
                 continue;
             };
             match pool.alloc(seed, pool.lo) {

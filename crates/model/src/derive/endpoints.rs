@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::builtin_meta;
 use super::workloads::stable_suffix;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PodIndex};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::kind::Kind;
 use crate::selector::LabelSelector;
@@ -55,14 +55,8 @@ pub(super) fn endpoint_slices(
         }
         out.insert(k, s);
     }
-    for svc in c.services.values() {
-        let Some(selector) = &svc.selector else {
-            continue;
-        };
-        if svc.type_ == ServiceType::ExternalName {
-            continue;
-        }
-        for slice in derive_for(c, svc, selector) {
+    for (svc, slices) in derive_all(c) {
+        for slice in slices {
             let k = ObjectKey::new(slice.meta.namespace.clone(), slice.meta.name.clone());
             if let Some(existing) = out.get(&k) {
                 diags.push(
@@ -84,6 +78,25 @@ pub(super) fn endpoint_slices(
     out
 }
 
+/// The derived slices of every Service with a selector (ExternalName Services have none),
+/// in Service order. Services are independent of each other, so they are shared out over
+/// every core when there are many.
+pub(crate) fn derive_all(c: &Cluster) -> Vec<(&Service, Vec<EndpointSlice>)> {
+    let index = PodIndex::new(c);
+    let services: Vec<(&Service, &crate::selector::Labels)> = c
+        .services
+        .values()
+        .filter(|svc| svc.type_ != ServiceType::ExternalName)
+        .filter_map(|svc| Some((svc, svc.selector.as_ref()?)))
+        .collect();
+    let one = |&(svc, selector): &(&'_ Service, &crate::selector::Labels)| {
+        let pods = index.selected(&svc.meta.namespace, selector);
+        derive_from(c, svc, pods)
+    };
+    let slices: Vec<Vec<EndpointSlice>> = super::par_map(&services, 256, one);
+    services.into_iter().map(|(s, _)| s).zip(slices).collect()
+}
+
 /// The slices of one Service: endpoints grouped by address family and by their resolved
 /// ports (a named targetPort may be a different number on different pods), 100 per slice.
 pub fn derive_for(
@@ -92,6 +105,20 @@ pub fn derive_for(
     selector: &crate::selector::Labels,
 ) -> Vec<EndpointSlice> {
     let sel = LabelSelector::from_map(selector);
+    derive_from(
+        c,
+        svc,
+        c.pods_in(&svc.meta.namespace)
+            .filter(|pod| sel.matches(&pod.meta.labels)),
+    )
+}
+
+/// The slices of one Service over the pods its selector selects (in pod order).
+fn derive_from<'a>(
+    c: &Cluster,
+    svc: &Service,
+    selected: impl Iterator<Item = &'a Pod>,
+) -> Vec<EndpointSlice> {
     let families: Vec<IpFamily> = if svc.ip_families.is_empty() {
         vec![c.plan.primary_family()]
     } else {
@@ -99,10 +126,7 @@ pub fn derive_for(
     };
     // (family, ports) -> endpoints
     let mut groups: BTreeMap<(AddressType, Vec<EndpointPort>), Vec<Endpoint>> = BTreeMap::new();
-    for pod in c.pods_in(&svc.meta.namespace) {
-        if !sel.matches(&pod.meta.labels) {
-            continue;
-        }
+    for pod in selected {
         if matches!(pod.phase, PodPhase::Succeeded | PodPhase::Failed) {
             continue;
         }

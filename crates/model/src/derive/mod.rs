@@ -20,6 +20,7 @@ use crate::types::*;
 use crate::validate::Objects;
 
 pub use alloc::{fnv1a, natural_cmp};
+pub(crate) use endpoints::derive_all as derive_all_slices;
 pub use endpoints::derive_for as derive_slices;
 pub use workloads::stable_uid;
 
@@ -97,9 +98,24 @@ pub(crate) fn derive(
     let nodes = alloc::nodes(nodes, &all_pods, plan, &referenced, diags);
     let (workload_map, derived_pods) =
         workloads::derive_workloads(workloads, &all_pods, &nodes, diags);
-    for p in derived_pods {
-        let k = key(&p.meta);
-        if let Some(existing) = all_pods.get(&k) {
+    // Derived pods join the written ones in key order, built in bulk: inserting 50,000
+    // large values one at a time into a B-tree costs more than sorting their keys. A pod
+    // whose name is taken (by a written pod, or by a derived pod before it in derivation
+    // order) is reported and left out, as one insert after the other would.
+    let keys: Vec<ObjectKey> = derived_pods.iter().map(|p| key(&p.meta)).collect();
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    let mut slots: Vec<Option<Pod>> = derived_pods.into_iter().map(Some).collect();
+    let mut fresh: Vec<(ObjectKey, Pod)> = Vec::with_capacity(keys.len());
+    for i in order {
+        let Some(p) = slots.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
+        let k = &keys[i];
+        let existing = all_pods
+            .get(k)
+            .or_else(|| fresh.last().filter(|(fk, _)| fk == k).map(|(_, e)| e));
+        if let Some(existing) = existing {
             diags.push(
                 Diagnostic::error(
                     "name-collision",
@@ -115,8 +131,10 @@ pub(crate) fn derive(
             );
             continue;
         }
-        all_pods.insert(k, p);
+        fresh.push((k.clone(), p));
     }
+    let mut derived: BTreeMap<ObjectKey, Pod> = fresh.into_iter().collect();
+    all_pods.append(&mut derived);
     c.workloads = workload_map;
     c.nodes = nodes;
 
@@ -133,6 +151,32 @@ pub(crate) fn derive(
     // Namespaces last: every object above may have created one.
     c.namespaces = namespaces_for(&c, namespaces, diags);
     c
+}
+
+/// `f` over every item, in order, on every core when there are at least `min` items per
+/// core (threads cost more than small work), else on this thread. The result is the same
+/// either way.
+pub(crate) fn par_map<T, R, F>(items: &[T], min: usize, f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || items.len() < min.saturating_mul(2) {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 fn key(m: &Meta) -> ObjectKey {
@@ -311,4 +355,17 @@ fn namespaces_for(
         out.insert(ns, n);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn par_map_keeps_order_on_any_number_of_threads() {
+        let items: Vec<u32> = (0..10_001).collect();
+        let want: Vec<String> = items.iter().map(|i| format!("{i}")).collect();
+        for min in [1, 64, 1_000_000] {
+            assert_eq!(super::par_map(&items, min, |i| format!("{i}")), want);
+        }
+        assert!(super::par_map(&[] as &[u32], 1, |i| *i).is_empty());
+    }
 }

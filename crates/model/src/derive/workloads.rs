@@ -18,10 +18,31 @@ const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// `pod-template-hash` as Kubernetes computes it: a 32-bit FNV-1a hash of the template,
 /// printed in decimal and each digit mapped through the safe alphabet.
 pub fn pod_template_hash(template: &core::PodTemplateSpec) -> String {
-    // Serialization of k8s-openapi types is deterministic (maps are BTreeMaps).
-    let text = serde_json::to_string(template).unwrap_or_default();
-    let h = fnv1a(text.as_bytes()) as u32;
+    // Serialization of k8s-openapi types is deterministic (maps are BTreeMaps). The JSON
+    // text is hashed as it is written, never held: the same hash as `fnv1a` of the text.
+    let mut w = Fnv1aWriter(fnv1a(b""));
+    let h = match serde_json::to_writer(&mut w, template) {
+        Ok(()) => w.0,
+        Err(_) => fnv1a(b""),
+    } as u32;
     safe_encode(&h.to_string())
+}
+
+/// FNV-1a of everything written to it ([`fnv1a`], one piece at a time).
+struct Fnv1aWriter(u64);
+
+impl std::io::Write for Fnv1aWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for b in buf {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Kubernetes' `rand.SafeEncodeString`.
@@ -112,7 +133,6 @@ pub(super) fn derive_workloads(
         })
     };
     let mut out: BTreeMap<(Kind, ObjectKey), Workload> = BTreeMap::new();
-    let mut pods = Vec::new();
     let written_rs_owners: Vec<(String, String)> = workloads
         .iter()
         .filter(|w| w.kind == Kind::ReplicaSet)
@@ -129,8 +149,12 @@ pub(super) fn derive_workloads(
             Some((w.meta.namespace.clone(), owner.name.clone()))
         })
         .collect();
-    let mut replica_sets = Vec::new();
-    for mut w in workloads {
+    // Which workloads may create what is decided in key order (the address budget), then
+    // the work itself (template hashes, ReplicaSets, pods: independent per workload) runs
+    // on every core, and its results are put back in that order.
+    let mut deployments: Vec<(Kind, ObjectKey)> = Vec::new();
+    let mut pod_owners: Vec<(Kind, ObjectKey)> = Vec::new();
+    for w in workloads {
         let k = (
             w.kind,
             ObjectKey::new(w.meta.namespace.clone(), w.meta.name.clone()),
@@ -165,27 +189,42 @@ pub(super) fn derive_workloads(
         // A Deployment's pods are counted here, not again for its ReplicaSet.
         remaining -= wants;
         match w.kind {
-            Kind::Deployment => {
-                let hash = pod_template_hash(&w.template);
-                w.template_hash = Some(hash.clone());
-                let exported = written_rs_owners
-                    .iter()
-                    .any(|(ns, n)| *ns == w.meta.namespace && *n == w.meta.name);
-                if !exported {
-                    replica_sets.push(replica_set_for(&w, &hash));
-                }
-            }
+            Kind::Deployment => deployments.push(k.clone()),
             Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet
                 if !owned(w.kind.as_str(), &w.meta.namespace, &w.meta.name) =>
             {
-                pods.extend(pods_of(&w, &schedulable));
+                pod_owners.push(k.clone());
             }
             _ => {}
         }
         out.insert(k, w);
     }
+    let deployment_refs: Vec<&Workload> = deployments.iter().filter_map(|k| out.get(k)).collect();
+    let revisions: Vec<(String, Option<Workload>)> = super::par_map(&deployment_refs, 64, |w| {
+        let hash = pod_template_hash(&w.template);
+        let exported = written_rs_owners
+            .iter()
+            .any(|(ns, n)| *ns == w.meta.namespace && *n == w.meta.name);
+        let rs = (!exported).then(|| replica_set_for(w, &hash));
+        (hash, rs)
+    });
+    let mut replica_sets = Vec::new();
+    for (k, (hash, rs)) in deployments.iter().zip(revisions) {
+        if let Some(w) = out.get_mut(k) {
+            w.template_hash = Some(hash);
+        }
+        replica_sets.extend(rs);
+    }
+    let owners: Vec<&Workload> = pod_owners
+        .iter()
+        .filter_map(|k| out.get(k))
+        .chain(&replica_sets)
+        .collect();
+    let pods: Vec<Pod> = super::par_map(&owners, 64, |w| pods_of(w, &schedulable))
+        .into_iter()
+        .flatten()
+        .collect();
     for rs in replica_sets {
-        pods.extend(pods_of(&rs, &schedulable));
         out.insert(
             (
                 Kind::ReplicaSet,
@@ -407,6 +446,20 @@ fn template_pod(w: &Workload) -> Arc<core::Pod> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_hash_is_fnv1a_of_the_json_text() {
+        let t = core::PodTemplateSpec {
+            metadata: Some(meta::ObjectMeta {
+                labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&t).unwrap_or_default();
+        let want = safe_encode(&(fnv1a(text.as_bytes()) as u32).to_string());
+        assert_eq!(pod_template_hash(&t), want);
+    }
 
     #[test]
     fn safe_encoding_matches_kubernetes() {

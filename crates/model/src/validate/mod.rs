@@ -13,7 +13,7 @@ mod service;
 
 pub use misc::NAMESPACE_NAME_LABEL;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -74,210 +74,333 @@ pub struct Objects {
 /// Validates every raw object. Problems go to `diags`; objects with errors are left out
 /// (the caller refuses the whole set when `diags` has errors).
 pub fn validate(raws: Vec<RawObject>, diags: &mut Diagnostics) -> Objects {
-    let mut out = Objects::default();
-    // The first definition of each object and a digest of its content: two manifests of
-    // one object are compared by digest, so no object is kept twice in memory.
-    let mut seen: HashMap<(String, String, String), (Source, u64)> = HashMap::new();
-    for mut raw in raws {
-        let (Some(kind_str), Some(api_version)) = (
-            raw.kind().map(str::to_string),
-            raw.api_version().map(str::to_string),
-        ) else {
-            let missing = if raw.kind().is_none() {
-                "kind"
-            } else {
-                "apiVersion"
-            };
-            let field = missing.to_string();
-            diags.push(
-                Diagnostic::error(
-                    "missing-field",
-                    raw.source.clone(),
-                    format!("Required value: every manifest needs `apiVersion` and `kind` ({missing} is missing or not a string)"),
-                )
-                .on(raw.object_ref())
-                .field(field),
-            );
-            continue;
-        };
-        let Some(kind) = Kind::from_kind(&kind_str) else {
-            let obj = OtherObject {
-                api_version,
-                kind: kind_str.clone(),
-                namespace: raw.namespace().to_string(),
-                name: raw.name().to_string(),
-                source: raw.source.clone(),
-                raw: std::sync::Arc::new(std::mem::take(&mut raw.value)),
-            };
-            diags.push(
-                Diagnostic::notice(
-                    "unused-kind",
-                    obj.source.clone(),
-                    format!("{} is not used by svcnet; kept as written", obj.kind),
-                )
-                .on(ObjectRef {
-                    kind: obj.kind.clone(),
-                    namespace: obj.namespace.clone(),
-                    name: obj.name.clone(),
-                }),
-            );
-            out.others.push(obj);
-            continue;
-        };
-        if api_version != kind.api_version() {
-            diags.push(
-                Diagnostic::error(
-                    "unsupported-api-version",
-                    raw.source_of("apiVersion"),
-                    format!(
-                        "{api_version} is not served for {kind}; use apiVersion: {}",
-                        kind.api_version()
-                    ),
-                )
-                .on(raw.object_ref())
-                .field("apiVersion"),
-            );
-            continue;
-        }
-        // Duplicate objects: the first one wins, the others are errors.
-        let ns = if kind.namespaced() {
-            match raw.namespace() {
-                "" => "default".to_string(),
-                ns => ns.to_string(),
-            }
-        } else {
-            String::new()
-        };
-        let key = (kind_str.clone(), ns, raw.name().to_string());
-        let (_, key_ns, key_name) = key.clone();
-        if !key.2.is_empty() {
-            if let Some((first, digest)) = seen.get(&key) {
+    let mut merger = Merger::default();
+    for raw in raws {
+        merger.push(check(raw));
+    }
+    merger.finish(diags)
+}
+
+/// One raw object, checked and converted on its own: everything validation does except
+/// the one check across objects (duplicates), which [`Merger`] does in load order.
+/// Checking consumes the raw value, so a load can check each file's objects as soon as it
+/// is parsed (on any thread) and never hold every parsed document at once.
+#[derive(Debug)]
+pub struct Checked {
+    /// The object's identity and a digest of its content, when it takes part in the
+    /// duplicate check (a known kind with a name).
+    dup: Option<DupKey>,
+    /// Problems found in this object alone.
+    diags: Diagnostics,
+    /// The converted object, when it had no error.
+    item: Option<Item>,
+}
+
+#[derive(Debug)]
+struct DupKey {
+    kind: Kind,
+    key: (String, String, String),
+    source: Source,
+    digest: u64,
+}
+
+#[derive(Debug)]
+enum Item {
+    Namespace(Namespace),
+    Node(NodeInput),
+    Pod(Pod),
+    Workload(Workload),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Endpoints(Vec<EndpointSlice>),
+    Ingress(Ingress),
+    IngressClass(IngressClass),
+    NetworkPolicy(NetworkPolicy),
+    Secret(Secret),
+    ConfigMap(ConfigMap),
+    Other(OtherObject),
+}
+
+/// Joins [`Checked`] objects in load order: the first definition of each object wins, the
+/// later ones are reported (as repeated or duplicate) instead of their own problems, exactly
+/// as one pass over the objects in that order would.
+#[derive(Debug, Default)]
+pub struct Merger {
+    out: Objects,
+    diags: Diagnostics,
+    /// The first definition of each object and a digest of its content: two manifests of
+    /// one object are compared by digest, so no object is kept twice in memory.
+    seen: crate::cluster::FastMap<(String, String, String), (Source, u64)>,
+}
+
+impl Merger {
+    /// Adds the next object, in load order.
+    pub fn push(&mut self, c: Checked) {
+        if let Some(dup) = c.dup {
+            if let Some((first, digest)) = self.seen.get(&dup.key) {
+                let (_, ns, name) = &dup.key;
                 // The same object written twice (two scenarios sharing a namespace, say)
                 // is one object, as `kubectl apply` would leave it; two different objects
                 // under one name are an error.
-                if *digest == object_digest(&raw.value) {
-                    diags.push(
+                if *digest == dup.digest {
+                    self.diags.push(
                         Diagnostic::notice(
                             "repeated-object",
-                            raw.source.clone(),
+                            dup.source,
                             format!("the same object is already defined at {first}; kept once"),
                         )
-                        .on(ObjectRef::new(kind, &key.1, &key.2)),
+                        .on(ObjectRef::new(dup.kind, ns, name)),
                     );
                 } else {
-                    diags.push(
+                    self.diags.push(
                         Diagnostic::error(
                             "duplicate-object",
-                            raw.source.clone(),
+                            dup.source,
                             format!("Duplicate value: already defined, differently, at {first}"),
                         )
-                        .on(ObjectRef::new(kind, &key.1, &key.2))
+                        .on(ObjectRef::new(dup.kind, ns, name))
                         .field("metadata.name"),
                     );
                 }
-                continue;
+                return;
             }
-            seen.insert(key, (raw.source.clone(), object_digest(&raw.value)));
+            self.seen.insert(dup.key, (dup.source, dup.digest));
         }
-        let obj = ObjectRef::new(kind, &key_ns, &key_name);
-        let value = std::mem::take(&mut raw.value);
-        let mut cx = Ctx::new(&raw, kind, obj, value, diags);
-        match kind {
-            Kind::Namespace => {
-                if let Some(o) = cx.decode().and_then(|o| misc::namespace(&mut cx, o)) {
-                    out.namespaces.push(o)
-                }
-            }
-            Kind::Node => {
-                if let Some(o) = cx.decode().and_then(|o| misc::node(&mut cx, o)) {
-                    out.nodes.push(o)
-                }
-            }
-            Kind::Pod => {
-                if let Some(o) = cx.decode().and_then(|o| pod::pod(&mut cx, o)) {
-                    out.pods.push(o)
-                }
-            }
-            Kind::Deployment => {
-                if let Some(o) = pod::fix_missing_selector(&mut cx)
-                    .then(|| cx.decode())
-                    .flatten()
-                    .and_then(|o| pod::deployment(&mut cx, o))
-                {
-                    out.workloads.push(o)
-                }
-            }
-            Kind::ReplicaSet => {
-                if let Some(o) = pod::fix_missing_selector(&mut cx)
-                    .then(|| cx.decode())
-                    .flatten()
-                    .and_then(|o| pod::replica_set(&mut cx, o))
-                {
-                    out.workloads.push(o)
-                }
-            }
-            Kind::StatefulSet => {
-                if let Some(o) = pod::fix_missing_selector(&mut cx)
-                    .then(|| cx.decode())
-                    .flatten()
-                    .and_then(|o| pod::stateful_set(&mut cx, o))
-                {
-                    out.workloads.push(o)
-                }
-            }
-            Kind::DaemonSet => {
-                if let Some(o) = pod::fix_missing_selector(&mut cx)
-                    .then(|| cx.decode())
-                    .flatten()
-                    .and_then(|o| pod::daemon_set(&mut cx, o))
-                {
-                    out.workloads.push(o)
-                }
-            }
-            Kind::Service => {
-                if let Some(o) = cx.decode().and_then(|o| service::service(&mut cx, o)) {
-                    out.services.push(o)
-                }
-            }
-            Kind::EndpointSlice => {
-                if let Some(o) = cx.decode().and_then(|o| misc::endpoint_slice(&mut cx, o)) {
-                    out.endpoint_slices.push(o)
-                }
-            }
-            Kind::Endpoints => {
-                if let Some(o) = cx.decode().and_then(|o| misc::endpoints(&mut cx, o)) {
-                    out.endpoint_slices.extend(o)
-                }
-            }
-            Kind::Ingress => {
-                ingress::fix_missing_path_type(&mut cx);
-                if let Some(o) = cx.decode().and_then(|o| ingress::ingress(&mut cx, o)) {
-                    out.ingresses.push(o)
-                }
-            }
-            Kind::IngressClass => {
-                if let Some(o) = cx.decode().and_then(|o| ingress::ingress_class(&mut cx, o)) {
-                    out.ingress_classes.push(o)
-                }
-            }
-            Kind::NetworkPolicy => {
-                if let Some(o) = cx.decode().and_then(|o| policy::network_policy(&mut cx, o)) {
-                    out.network_policies.push(o)
-                }
-            }
-            Kind::Secret => {
-                if let Some(o) = cx.decode().and_then(|o| misc::secret(&mut cx, o)) {
-                    out.secrets.push(o)
-                }
-            }
-            Kind::ConfigMap => {
-                if let Some(o) = cx.decode().and_then(|o| misc::config_map(&mut cx, o)) {
-                    out.config_maps.push(o)
-                }
-            }
+        self.diags.extend(c.diags);
+        let out = &mut self.out;
+        match c.item {
+            None => {}
+            Some(Item::Namespace(o)) => out.namespaces.push(o),
+            Some(Item::Node(o)) => out.nodes.push(o),
+            Some(Item::Pod(o)) => out.pods.push(o),
+            Some(Item::Workload(o)) => out.workloads.push(o),
+            Some(Item::Service(o)) => out.services.push(o),
+            Some(Item::EndpointSlice(o)) => out.endpoint_slices.push(o),
+            Some(Item::Endpoints(o)) => out.endpoint_slices.extend(o),
+            Some(Item::Ingress(o)) => out.ingresses.push(o),
+            Some(Item::IngressClass(o)) => out.ingress_classes.push(o),
+            Some(Item::NetworkPolicy(o)) => out.network_policies.push(o),
+            Some(Item::Secret(o)) => out.secrets.push(o),
+            Some(Item::ConfigMap(o)) => out.config_maps.push(o),
+            Some(Item::Other(o)) => out.others.push(o),
         }
     }
-    out
+
+    /// The objects joined so far; their problems go to `diags`.
+    pub fn finish(self, diags: &mut Diagnostics) -> Objects {
+        diags.extend(self.diags);
+        self.out
+    }
+}
+
+/// Manifests read and validated by [`read_paths`].
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The validated objects (those without errors).
+    pub objects: Objects,
+    /// Problems reading and parsing the files.
+    pub read_diagnostics: Diagnostics,
+    /// Problems validating the objects.
+    pub diagnostics: Diagnostics,
+    /// The files read (for watching).
+    pub files: Vec<std::path::PathBuf>,
+    /// How many objects were read (List items counted one by one), before validation.
+    pub raw_objects: usize,
+}
+
+/// Reads every path as [`crate::load::read_paths`] does and validates every object as
+/// [`validate`] does, with the same outcome, but checks each file's objects on the thread
+/// that parsed it, as soon as it is parsed: parsed documents never pile up in memory, and
+/// the decoding into Kubernetes types runs on every core.
+pub fn read_paths(paths: &[std::path::PathBuf]) -> Loaded {
+    let mut read = crate::load::Manifests::default();
+    let parts = crate::load::read_paths_with(paths, &mut read, |part| {
+        let checked: Vec<Checked> = part.objects.into_iter().map(check).collect();
+        (part.diagnostics, checked)
+    });
+    let mut read_diagnostics = read.diagnostics;
+    let mut merger = Merger::default();
+    let mut raw_objects = 0;
+    for (diags, checked) in parts {
+        raw_objects += checked.len();
+        read_diagnostics.extend(diags);
+        for c in checked {
+            merger.push(c);
+        }
+    }
+    let mut diagnostics = Diagnostics::default();
+    let objects = merger.finish(&mut diagnostics);
+    Loaded {
+        objects,
+        read_diagnostics,
+        diagnostics,
+        files: read.files,
+        raw_objects,
+    }
+}
+
+/// Checks and converts one object on its own (see [`Checked`]).
+pub fn check(mut raw: RawObject) -> Checked {
+    let mut diags = Diagnostics::default();
+    let (Some(kind_str), Some(api_version)) = (
+        raw.kind().map(str::to_string),
+        raw.api_version().map(str::to_string),
+    ) else {
+        let missing = if raw.kind().is_none() {
+            "kind"
+        } else {
+            "apiVersion"
+        };
+        let field = missing.to_string();
+        diags.push(
+            Diagnostic::error(
+                "missing-field",
+                raw.source.clone(),
+                format!("Required value: every manifest needs `apiVersion` and `kind` ({missing} is missing or not a string)"),
+            )
+            .on(raw.object_ref())
+            .field(field),
+        );
+        return Checked {
+            dup: None,
+            diags,
+            item: None,
+        };
+    };
+    let Some(kind) = Kind::from_kind(&kind_str) else {
+        let obj = OtherObject {
+            api_version,
+            kind: kind_str.clone(),
+            namespace: raw.namespace().to_string(),
+            name: raw.name().to_string(),
+            source: raw.source.clone(),
+            raw: std::sync::Arc::new(std::mem::take(&mut raw.value)),
+        };
+        diags.push(
+            Diagnostic::notice(
+                "unused-kind",
+                obj.source.clone(),
+                format!("{} is not used by svcnet; kept as written", obj.kind),
+            )
+            .on(ObjectRef {
+                kind: obj.kind.clone(),
+                namespace: obj.namespace.clone(),
+                name: obj.name.clone(),
+            }),
+        );
+        return Checked {
+            dup: None,
+            diags,
+            item: Some(Item::Other(obj)),
+        };
+    };
+    if api_version != kind.api_version() {
+        diags.push(
+            Diagnostic::error(
+                "unsupported-api-version",
+                raw.source_of("apiVersion"),
+                format!(
+                    "{api_version} is not served for {kind}; use apiVersion: {}",
+                    kind.api_version()
+                ),
+            )
+            .on(raw.object_ref())
+            .field("apiVersion"),
+        );
+        return Checked {
+            dup: None,
+            diags,
+            item: None,
+        };
+    }
+    // Duplicate objects: the first one wins, the others are errors (see `Merger`).
+    let ns = if kind.namespaced() {
+        match raw.namespace() {
+            "" => "default".to_string(),
+            ns => ns.to_string(),
+        }
+    } else {
+        String::new()
+    };
+    let key = (kind_str, ns, raw.name().to_string());
+    let obj = ObjectRef::new(kind, &key.1, &key.2);
+    let dup = (!key.2.is_empty()).then(|| DupKey {
+        kind,
+        digest: object_digest(&raw.value),
+        key,
+        source: raw.source.clone(),
+    });
+    let value = std::mem::take(&mut raw.value);
+    let mut cx = Ctx::new(&raw, kind, obj, value, &mut diags);
+    let item = match kind {
+        Kind::Namespace => cx
+            .decode()
+            .and_then(|o| misc::namespace(&mut cx, o))
+            .map(Item::Namespace),
+        Kind::Node => cx
+            .decode()
+            .and_then(|o| misc::node(&mut cx, o))
+            .map(Item::Node),
+        Kind::Pod => cx
+            .decode()
+            .and_then(|o| pod::pod(&mut cx, o))
+            .map(Item::Pod),
+        Kind::Deployment => pod::fix_missing_selector(&mut cx)
+            .then(|| cx.decode())
+            .flatten()
+            .and_then(|o| pod::deployment(&mut cx, o))
+            .map(Item::Workload),
+        Kind::ReplicaSet => pod::fix_missing_selector(&mut cx)
+            .then(|| cx.decode())
+            .flatten()
+            .and_then(|o| pod::replica_set(&mut cx, o))
+            .map(Item::Workload),
+        Kind::StatefulSet => pod::fix_missing_selector(&mut cx)
+            .then(|| cx.decode())
+            .flatten()
+            .and_then(|o| pod::stateful_set(&mut cx, o))
+            .map(Item::Workload),
+        Kind::DaemonSet => pod::fix_missing_selector(&mut cx)
+            .then(|| cx.decode())
+            .flatten()
+            .and_then(|o| pod::daemon_set(&mut cx, o))
+            .map(Item::Workload),
+        Kind::Service => cx
+            .decode()
+            .and_then(|o| service::service(&mut cx, o))
+            .map(Item::Service),
+        Kind::EndpointSlice => cx
+            .decode()
+            .and_then(|o| misc::endpoint_slice(&mut cx, o))
+            .map(Item::EndpointSlice),
+        Kind::Endpoints => cx
+            .decode()
+            .and_then(|o| misc::endpoints(&mut cx, o))
+            .map(Item::Endpoints),
+        Kind::Ingress => {
+            ingress::fix_missing_path_type(&mut cx);
+            cx.decode()
+                .and_then(|o| ingress::ingress(&mut cx, o))
+                .map(Item::Ingress)
+        }
+        Kind::IngressClass => cx
+            .decode()
+            .and_then(|o| ingress::ingress_class(&mut cx, o))
+            .map(Item::IngressClass),
+        Kind::NetworkPolicy => cx
+            .decode()
+            .and_then(|o| policy::network_policy(&mut cx, o))
+            .map(Item::NetworkPolicy),
+        Kind::Secret => cx
+            .decode()
+            .and_then(|o| misc::secret(&mut cx, o))
+            .map(Item::Secret),
+        Kind::ConfigMap => cx
+            .decode()
+            .and_then(|o| misc::config_map(&mut cx, o))
+            .map(Item::ConfigMap),
+    };
+    Checked { dup, diags, item }
 }
 
 /// Validation context for one object: reports problems with file, line, object and field.
@@ -605,8 +728,18 @@ fn object_digest(v: &Value) -> u64 {
             Value::Null => mix(h, b"n"),
             Value::Bool(b) => mix(h, if *b { b"t" } else { b"f" }),
             Value::Number(n) => {
-                mix(h, b"#");
-                mix(h, n.to_string().as_bytes());
+                // Tagged by representation, as its text would be (1 and 1.0 differ),
+                // without formatting it.
+                if let Some(i) = n.as_u64() {
+                    mix(h, b"#u");
+                    mix(h, &i.to_le_bytes());
+                } else if let Some(i) = n.as_i64() {
+                    mix(h, b"#i");
+                    mix(h, &i.to_le_bytes());
+                } else {
+                    mix(h, b"#f");
+                    mix(h, &n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes());
+                }
             }
             Value::String(s) => {
                 mix(h, b"\"");

@@ -503,14 +503,16 @@ fn replicas(cx: &mut Ctx<'_>, replicas: Option<i32>) -> u32 {
 }
 
 fn template_check(cx: &mut Ctx<'_>, template: &core::PodTemplateSpec) -> PodSpecInfo {
-    let spec = template.spec.clone().unwrap_or_default();
-    pod_spec(cx, "spec.template.spec", &spec)
+    match &template.spec {
+        Some(spec) => pod_spec(cx, "spec.template.spec", spec),
+        None => pod_spec(cx, "spec.template.spec", &core::PodSpec::default()),
+    }
 }
 
 /// Validates a Deployment.
 pub(super) fn deployment(cx: &mut Ctx<'_>, d: apps::Deployment) -> Option<Workload> {
     let meta = cx.meta(&d.metadata);
-    let spec = d.spec.clone();
+    let spec = &d.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
     let replicas = replicas(cx, spec.replicas);
     let pod_spec = template_check(cx, &spec.template);
@@ -520,7 +522,7 @@ pub(super) fn deployment(cx: &mut Ctx<'_>, d: apps::Deployment) -> Option<Worklo
         replicas,
         selector,
         service_name: None,
-        template: Arc::new(spec.template.clone()),
+        template: Arc::new(d.spec.template.clone()),
         pod_spec,
         template_hash: None,
         raw: WorkloadRaw::Deployment(Arc::new(d)),
@@ -530,7 +532,7 @@ pub(super) fn deployment(cx: &mut Ctx<'_>, d: apps::Deployment) -> Option<Worklo
 /// Validates a ReplicaSet.
 pub(super) fn replica_set(cx: &mut Ctx<'_>, r: apps::ReplicaSet) -> Option<Workload> {
     let meta = cx.meta(&r.metadata);
-    let spec = r.spec.clone();
+    let spec = &r.spec;
     let template = spec.template.clone().unwrap_or_default();
     let selector = workload_selector(cx, &spec.selector, &template);
     let replicas = replicas(cx, spec.replicas);
@@ -551,7 +553,7 @@ pub(super) fn replica_set(cx: &mut Ctx<'_>, r: apps::ReplicaSet) -> Option<Workl
 /// Validates a StatefulSet.
 pub(super) fn stateful_set(cx: &mut Ctx<'_>, s: apps::StatefulSet) -> Option<Workload> {
     let meta = cx.meta(&s.metadata);
-    let spec = s.spec.clone();
+    let spec = &s.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
     let replicas = replicas(cx, spec.replicas);
     let pod_spec = template_check(cx, &spec.template);
@@ -578,7 +580,7 @@ pub(super) fn stateful_set(cx: &mut Ctx<'_>, s: apps::StatefulSet) -> Option<Wor
         replicas,
         selector,
         service_name,
-        template: Arc::new(spec.template.clone()),
+        template: Arc::new(s.spec.template.clone()),
         pod_spec,
         template_hash: None,
         raw: WorkloadRaw::StatefulSet(Arc::new(s)),
@@ -588,7 +590,7 @@ pub(super) fn stateful_set(cx: &mut Ctx<'_>, s: apps::StatefulSet) -> Option<Wor
 /// Validates a DaemonSet.
 pub(super) fn daemon_set(cx: &mut Ctx<'_>, d: apps::DaemonSet) -> Option<Workload> {
     let meta = cx.meta(&d.metadata);
-    let spec = d.spec.clone();
+    let spec = &d.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
     let pod_spec = template_check(cx, &spec.template);
     cx.ok().then(|| Workload {
@@ -597,7 +599,7 @@ pub(super) fn daemon_set(cx: &mut Ctx<'_>, d: apps::DaemonSet) -> Option<Workloa
         replicas: 0,
         selector,
         service_name: None,
-        template: Arc::new(spec.template.clone()),
+        template: Arc::new(d.spec.template.clone()),
         pod_spec,
         template_hash: None,
         raw: WorkloadRaw::DaemonSet(Arc::new(d)),
