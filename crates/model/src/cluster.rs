@@ -198,55 +198,10 @@ pub(crate) struct PodIndex<'a> {
     by_label: FastMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
 }
 
-/// A HashMap with a fast, unkeyed hash (FxHash's), for in-process indexes of names that
-/// come from the manifests: SipHash's resistance to chosen keys buys nothing here and
-/// cost more than the lookups themselves.
-pub(crate) type FastMap<K, V> =
-    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
-
-/// FxHash (rustc's hasher): a rotate, xor and multiply per word.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl std::hash::Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// A HashMap with a fast, unkeyed hash (rustc's FxHash, from the rustc-hash crate), for
+/// in-process indexes of names that come from the manifests: SipHash's resistance to chosen
+/// keys buys nothing here and cost more than the lookups themselves.
+pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 impl<'a> PodIndex<'a> {
     /// Indexes every pod of the cluster.

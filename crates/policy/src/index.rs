@@ -225,7 +225,8 @@ impl PolicyIndex {
             .collect();
 
         let mut pods = Vec::with_capacity(cluster.pods.len());
-        let mut pod_by_ip = HashMap::with_capacity_and_hasher(cluster.pods.len(), BuildAddrHasher);
+        let mut pod_by_ip =
+            HashMap::with_capacity_and_hasher(cluster.pods.len(), BuildAddrHasher::default());
         let mut node_ips: HashSet<IpAddr> = [
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -689,53 +690,10 @@ impl PolicyIndex {
     }
 }
 
-/// A fast hasher for addresses on the decision path. SipHash's flooding resistance buys
-/// nothing here: the keys are the cluster's own pod IPs, not attacker input.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct BuildAddrHasher;
-
-impl std::hash::BuildHasher for BuildAddrHasher {
-    type Hasher = AddrHasher;
-    fn build_hasher(&self) -> AddrHasher {
-        AddrHasher(0)
-    }
-}
-
-/// FxHash-style: rotate, xor, multiply per word.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AddrHasher(u64);
-
-impl AddrHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl std::hash::Hasher for AddrHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        // The multiply leaves the low bits weak (the last octet of 127.244.x.y is constant in
-        // the low byte) and hashbrown picks buckets with the low bits: bring the high bits down.
-        self.0.rotate_left(26)
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
+/// A fast hasher for addresses on the decision path (rustc's FxHash, whose `finish`
+/// rotates the high bits down for hashbrown). SipHash's flooding resistance buys nothing
+/// here: the keys are the cluster's own pod IPs, not attacker input.
+pub(crate) type BuildAddrHasher = rustc_hash::FxBuildHasher;
 
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers)
 /// is the IPv4 address.

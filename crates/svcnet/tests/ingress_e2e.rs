@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Up;
+use common::{Up, yaml_docs};
 use serde_json::Value;
 
 fn corpus_dir() -> PathBuf {
@@ -113,18 +113,6 @@ fn send(n: u8, r: &Req<'_>) -> Seen {
         headers,
         body: body.to_string(),
     }
-}
-
-fn yaml_docs(text: &str) -> Vec<Value> {
-    // YAML 1.2 booleans, as svcnet reads manifests: namespace `y` is a string.
-    serde_saphyr::from_multiple_with_options::<Value>(
-        text,
-        serde_saphyr::options! { strict_booleans: true },
-    )
-    .unwrap()
-    .into_iter()
-    .filter(|v| !v.is_null())
-    .collect()
 }
 
 #[test]
@@ -264,28 +252,8 @@ fn ingress_corpus_through_up_with_curl() {
     );
 }
 
-fn example(name: &str) -> Vec<(String, String)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name);
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 fn start_example(n: u8, name: &str) -> Up {
-    let files = example(name);
+    let files = common::example_files(name);
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))

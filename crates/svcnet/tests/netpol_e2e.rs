@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Up, curl};
+use common::{Up, curl, yaml_docs};
 use serde_json::{Value, json};
 
 const N: u8 = 5;
@@ -46,18 +46,6 @@ fn may_bind_80() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     root || start <= 80
-}
-
-fn yaml_docs(text: &str) -> Vec<Value> {
-    // YAML 1.2 booleans, as svcnet reads manifests: namespace `y` is a string.
-    serde_saphyr::from_multiple_with_options::<Value>(
-        text,
-        serde_saphyr::options! { strict_booleans: true },
-    )
-    .unwrap()
-    .into_iter()
-    .filter(|v| !v.is_null())
-    .collect()
 }
 
 fn key_of(v: &Value) -> String {
@@ -527,18 +515,7 @@ fn netpol_corpus_through_up_matches_the_engine() {
 #[test]
 fn svcnet_probe_on_the_seed_policies() {
     const M: u8 = 9;
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/network-policies");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&p).unwrap())
-        })
-        .collect();
-    files.sort();
+    let files = common::example_files("network-policies");
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))

@@ -177,3 +177,37 @@ pub fn curl(args: &[&str]) -> Output {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// Multi-document YAML as JSON values, with YAML 1.2 booleans as svcnet reads manifests
+/// (namespace `y` is a string).
+pub fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple_with_options::<Value>(
+        text,
+        serde_saphyr::options! { strict_booleans: true },
+    )
+    .unwrap()
+    .into_iter()
+    .filter(|v| !v.is_null())
+    .collect()
+}
+
+/// The YAML files of `examples/NAME`, sorted: (file name, text).
+pub fn example_files(name: &str) -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
