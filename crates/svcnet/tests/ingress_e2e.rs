@@ -151,8 +151,15 @@ fn ingress_corpus_through_up_with_curl() {
     std::fs::write(&ca, corpus["tls_ca_pem"].as_str().unwrap()).unwrap();
 
     let (mut passed, mut failures) = (0, Vec::new());
-    for case in corpus["cases"].as_array().unwrap() {
-        let id = case["id"].as_str().unwrap();
+    // Every case over HTTP/1.1 and again over HTTP/2 (h2c prior knowledge on the
+    // cleartext listener, ALPN h2 on the TLS one): routing must not depend on the version.
+    let cases = corpus["cases"].as_array().unwrap();
+    for (case, h2) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
+        let id = format!(
+            "{} ({})",
+            case["id"].as_str().unwrap(),
+            if h2 { "HTTP/2" } else { "HTTP/1.1" }
+        );
         if case["modes"]
             .as_array()
             .is_some_and(|m| !m.iter().any(|m| m == "standalone"))
@@ -164,9 +171,10 @@ fn ingress_corpus_through_up_with_curl() {
             host: case["host"].as_str().unwrap(),
             path: case["path"].as_str().unwrap(),
             sni: case["sni"].as_str(),
-            http2: case["http_version"]
-                .as_str()
-                .is_some_and(|v| v.starts_with('2'))
+            http2: h2
+                || case["http_version"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with('2'))
                 || case["http_version"].as_u64() == Some(2),
             method: case["method"].as_str(),
             body_bytes: case["body_bytes"].as_u64().map(|b| b as usize),
@@ -241,7 +249,7 @@ fn ingress_corpus_through_up_with_curl() {
         }
     }
     eprintln!(
-        "ingress corpus through svcnet up: {passed} passed, {} failed",
+        "ingress corpus through svcnet up, each case over HTTP/1.1 and HTTP/2: {passed} passed, {} failed",
         failures.len()
     );
     assert!(
