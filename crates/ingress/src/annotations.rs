@@ -79,7 +79,7 @@ pub fn parse_annotations(annotations: &BTreeMap<String, String>) -> (Policy, Vec
 }
 
 /// The annotations svcnet reads (without the prefix).
-const KNOWN: &[&str] = &[
+pub const KNOWN: &[&str] = &[
     "ssl-redirect",
     "force-ssl-redirect",
     "rewrite-target",

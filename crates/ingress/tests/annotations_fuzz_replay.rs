@@ -57,56 +57,12 @@ fn input_lines_are_annotations() {
     assert_eq!(ingress_oracle::check(b"server-snippet=x"), Ok(()));
 }
 
-const NAMES: &[&str] = &[
-    "ssl-redirect",
-    "force-ssl-redirect",
-    "rewrite-target",
-    "use-regex",
-    "app-root",
-    "permanent-redirect",
-    "permanent-redirect-code",
-    "temporal-redirect",
-    "backend-protocol",
-    "limit-rps",
-    "limit-rpm",
-    "limit-connections",
-    "limit-burst-multiplier",
-    "limit-whitelist",
-    "allowlist-source-range",
-    "whitelist-source-range",
-    "denylist-source-range",
-    "auth-url",
-    "auth-signin",
-    "auth-response-headers",
-    "auth-method",
-    "proxy-body-size",
-    "proxy-connect-timeout",
-    "proxy-read-timeout",
-    "proxy-send-timeout",
-    "enable-cors",
-    "cors-allow-origin",
-    "cors-allow-methods",
-    "cors-allow-headers",
-    "cors-expose-headers",
-    "cors-allow-credentials",
-    "cors-max-age",
-    "canary",
-    "canary-weight",
-    "canary-weight-total",
-    "canary-by-header",
-    "canary-by-header-value",
-    "canary-by-cookie",
-    "affinity",
-    "session-cookie-name",
-    "session-cookie-path",
-    "session-cookie-max-age",
-    "upstream-hash-by",
-    "server-alias",
-    "rate-limit",
-    "rate-limit-rps",
-    "configuration-snippet",
-    "x-snippet",
-];
+/// Every annotation svcnet reads, plus snippets (refused).
+fn names() -> Vec<&'static str> {
+    let mut n = svcnet_ingress::annotations::KNOWN.to_vec();
+    n.extend(["configuration-snippet", "x-snippet"]);
+    n
+}
 
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -135,10 +91,11 @@ proptest! {
         ..Config::default()
     })]
     #[test]
-    fn generated_annotation_sets(pairs in proptest::collection::vec((0..NAMES.len(), value()), 0..8)) {
+    fn generated_annotation_sets(pairs in proptest::collection::vec((0..names().len(), value()), 0..8)) {
+        let names = names();
         let text: String = pairs
             .iter()
-            .map(|(n, v)| format!("{}={}\n", NAMES[*n], v.replace(['\n', '\r'], " ")))
+            .map(|(n, v)| format!("{}={}\n", names[*n], v.replace(['\n', '\r'], " ")))
             .collect();
         let r = run("generated", text.as_bytes());
         prop_assert!(r.is_ok(), "{}\ninput:\n{}", r.unwrap_err(), text);
