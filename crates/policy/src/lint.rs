@@ -1,13 +1,15 @@
 //! Findings about NetworkPolicies that are valid but probably do not do what their author
-//! meant, for `svcnet check`.
+//! meant, for `svcnet check`: the ones that need the compiled index (who a rule's egress
+//! reaches, which pods a policy selects). Selector-only findings (a policy selecting no
+//! pod, namespace selectors matching nothing, the `NotIn` that denies nothing) are the
+//! model's lints (`svcnet_model::lint`); `svcnet check` prints both.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use serde::Serialize;
 use svcnet_model::Cluster;
-use svcnet_model::selector::{LabelSelector, Labels, Requirement};
-use svcnet_model::types::{NetworkPolicy, ObjectKey, PolicyPeer, PortRef, Protocol};
+use svcnet_model::selector::Labels;
+use svcnet_model::types::{ObjectKey, PolicyPeer, PortRef, Protocol};
 
 use crate::index::{PodInfo, PolicyIndex};
 use crate::podset::PodSet;
@@ -21,9 +23,7 @@ pub struct PolicyLint {
     /// The field it is about (`spec.ingress[0].from[1].namespaceSelector`); find its line
     /// with the policy's `meta.source_of(field)`.
     pub field: String,
-    /// A stable code: `policy-selects-no-pod`, `namespace-label-missing`,
-    /// `namespace-selector-matches-nothing`, `notin-denies-nothing`, `egress-without-dns`,
-    /// `named-port-undeclared`.
+    /// A stable code: `egress-without-dns`, `named-port-undeclared`.
     pub code: &'static str,
     /// What is wrong and what to do, for a person.
     pub message: String,
@@ -33,11 +33,6 @@ pub struct PolicyLint {
 /// order.
 pub fn lints(cluster: &Cluster) -> Vec<PolicyLint> {
     let index = PolicyIndex::compile(cluster);
-    let namespace_keys: BTreeSet<&str> = cluster
-        .namespaces
-        .values()
-        .flat_map(|n| n.meta.labels.keys().map(String::as_str))
-        .collect();
     let dns = DnsTarget::of(cluster, &index);
     let mut out = Vec::new();
     for (pi, np) in cluster.network_policies.values().enumerate() {
@@ -58,33 +53,6 @@ pub fn lints(cluster: &Cluster) -> Vec<PolicyLint> {
                     || p.egress_policies.contains(&(pi as u32))
             })
             .collect();
-        // Pods the selector matches, with host-network ones, for the message.
-        let matching_host_network: Vec<String> = cluster
-            .pods_in(&np.meta.namespace)
-            .filter(|p| p.host_network && np.pod_selector.matches(&p.meta.labels))
-            .map(|p| p.meta.key())
-            .collect();
-        if selected.is_empty() {
-            let message = if matching_host_network.is_empty() {
-                format!(
-                    "podSelector {} selects no pod in namespace {}; the policy has no effect (check the labels with `svcnet get pods -n {} --show-labels`)",
-                    show(&np.pod_selector),
-                    np.meta.namespace,
-                    np.meta.namespace
-                )
-            } else {
-                format!(
-                    "podSelector {} selects only host-network pods ({}), and NetworkPolicy does not apply to host-network pods; the policy has no effect",
-                    show(&np.pod_selector),
-                    list(&matching_host_network)
-                )
-            };
-            push(
-                "spec.podSelector".to_string(),
-                "policy-selects-no-pod",
-                message,
-            );
-        }
 
         for (dir, rules) in [
             (Direction::Ingress, &np.ingress),
@@ -92,72 +60,6 @@ pub fn lints(cluster: &Cluster) -> Vec<PolicyLint> {
         ] {
             for (ri, rule) in rules.iter().enumerate() {
                 let rf = format!("spec.{}[{ri}]", dir.field());
-                for (j, peer) in rule.peers.iter().enumerate() {
-                    let PolicyPeer::Pods {
-                        namespace_selector,
-                        pod_selector,
-                    } = peer
-                    else {
-                        continue;
-                    };
-                    let pf = format!("{rf}.{}[{j}]", dir.peers_field());
-                    if rule.peers.len() > 1
-                        && (namespace_selector.as_ref().is_some_and(negative)
-                            || pod_selector.as_ref().is_some_and(negative))
-                    {
-                        push(
-                            pf.clone(),
-                            "notin-denies-nothing",
-                            notin_message(cluster, np, namespace_selector, pod_selector),
-                        );
-                    }
-                    let Some(ns_sel) = namespace_selector else {
-                        continue;
-                    };
-                    let field = format!("{pf}.namespaceSelector");
-                    let missing = ns_sel
-                        .requirements
-                        .iter()
-                        .filter(|r| matches!(r, Requirement::In(..) | Requirement::Exists(_)))
-                        .map(Requirement::key)
-                        .find(|k| !namespace_keys.contains(k));
-                    if let Some(k) = missing {
-                        let hint = if k == "name" {
-                            "; Kubernetes never sets `name` by itself, it sets kubernetes.io/metadata.name: <namespace> on every namespace: select on that label, or add the label to the namespaces"
-                        } else {
-                            "; add the label to the namespaces meant, or select on kubernetes.io/metadata.name"
-                        };
-                        push(
-                            field,
-                            "namespace-label-missing",
-                            format!(
-                                "no namespace has the label {k:?}, so namespaceSelector {ns_sel} selects no namespace and this peer admits nothing{hint}"
-                            ),
-                        );
-                    } else if !cluster
-                        .namespaces
-                        .values()
-                        .any(|n| ns_sel.matches(&n.meta.labels))
-                    {
-                        push(
-                            field,
-                            "namespace-selector-matches-nothing",
-                            format!(
-                                "namespaceSelector {ns_sel} matches no namespace, so this peer admits nothing (namespace labels: {})",
-                                cluster
-                                    .namespaces
-                                    .values()
-                                    .map(|n| format!(
-                                        "{}: {}",
-                                        n.meta.name,
-                                        svcnet_model::selector::format_labels(&n.meta.labels)
-                                    ))
-                                    .collect::<Vec<_>>()
-                                    .join("; ")
-                            ),
-                        );
-                    }
-                }
                 // Named ports: ingress names resolve on the selected pods, egress names on
                 // the destination pods.
                 for (k, port) in rule.ports.iter().enumerate() {
@@ -251,56 +153,6 @@ pub fn lints(cluster: &Cluster) -> Vec<PolicyLint> {
     out
 }
 
-/// True for selectors meant as exclusions (`NotIn`, `DoesNotExist`).
-fn negative(s: &LabelSelector) -> bool {
-    s.requirements
-        .iter()
-        .any(|r| matches!(r, Requirement::NotIn(..) | Requirement::DoesNotExist(_)))
-}
-
-fn notin_message(
-    cluster: &Cluster,
-    np: &NetworkPolicy,
-    namespace_selector: &Option<LabelSelector>,
-    pod_selector: &Option<LabelSelector>,
-) -> String {
-    let namespaces: Vec<String> = match namespace_selector {
-        None => vec![np.meta.namespace.clone()],
-        Some(s) => cluster
-            .namespaces
-            .values()
-            .filter(|n| s.matches(&n.meta.labels))
-            .map(|n| n.meta.name.clone())
-            .collect(),
-    };
-    let what = match (namespace_selector, pod_selector) {
-        (Some(ns), Some(p)) => format!(
-            "namespaceSelector {} with podSelector {}",
-            show(ns),
-            show(p)
-        ),
-        (Some(ns), None) => format!("namespaceSelector {}", show(ns)),
-        (None, Some(p)) => format!("podSelector {}", show(p)),
-        (None, None) => "this peer".to_string(),
-    };
-    let pods = match pod_selector {
-        Some(p) if !p.is_empty() => format!("pods matching {}", show(p)),
-        _ => "every pod".to_string(),
-    };
-    format!(
-        "peers are OR-ed and NetworkPolicies cannot deny: {what} admits {pods} of {} (objects without the label included), so it denies nothing and widens the rule; to exclude, put the NotIn in the same peer as the allowed set (one peer = AND), or drop this peer",
-        if namespaces.is_empty() {
-            "no namespace".to_string()
-        } else {
-            format!(
-                "namespace{} {}",
-                if namespaces.len() == 1 { "" } else { "s" },
-                list(&namespaces)
-            )
-        }
-    )
-}
-
 /// The pods an egress rule of policy `pi` (rule `ri`) may reach, by its peers.
 fn egress_destinations(index: &PolicyIndex, pi: usize, ri: usize) -> Option<PodSet> {
     let rule = index.rules.iter().find(|r| {
@@ -327,14 +179,6 @@ fn declares(cluster: &Cluster, pod: &ObjectKey, name: &str, protocol: Option<Pro
             cp.name.as_deref() == Some(name) && protocol.is_none_or(|pr| pr == cp.protocol)
         })
     })
-}
-
-fn show(s: &LabelSelector) -> String {
-    if s.is_empty() {
-        "{}".to_string()
-    } else {
-        s.to_string()
-    }
 }
 
 /// At most eight items, then a count.

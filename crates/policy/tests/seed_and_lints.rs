@@ -110,7 +110,7 @@ fn seed_lints() {
 }
 
 #[test]
-fn lints_for_dns_named_ports_and_empty_selections() {
+fn lints_for_dns_and_named_ports() {
     let c = yaml(
         r#"
 apiVersion: v1
@@ -171,11 +171,6 @@ spec:
         found,
         vec![
             (
-                "shop/nobody".into(),
-                "spec.podSelector".into(),
-                "policy-selects-no-pod"
-            ),
-            (
                 "shop/web-egress".into(),
                 "spec.egress[0].ports[0].port".into(),
                 "named-port-undeclared"
@@ -184,11 +179,6 @@ spec:
                 "shop/web-egress".into(),
                 "spec.policyTypes".into(),
                 "egress-without-dns"
-            ),
-            (
-                "shop/web-ingress".into(),
-                "spec.ingress[0].from[0].namespaceSelector".into(),
-                "namespace-selector-matches-nothing"
             ),
             (
                 "shop/web-ingress".into(),

@@ -110,17 +110,7 @@ fn data_plane_findings(c: &Cluster, ingress: &svcnet_ingress::ControllerConfig) 
         };
         d.push(diag.on(ing.meta.object_ref(Kind::Ingress)).field(f.field));
     }
-    // The model's lints already cover these (same codes); the engine adds the rest.
-    const IN_MODEL_LINTS: [&str; 4] = [
-        "policy-selects-no-pod",
-        "namespace-label-missing",
-        "namespace-selector-matches-nothing",
-        "notin-denies-nothing",
-    ];
     for l in svcnet_policy::lints(c) {
-        if IN_MODEL_LINTS.contains(&l.code) {
-            continue;
-        }
         let Some(np) = c.network_policies.get(&l.policy) else {
             continue;
         };
