@@ -56,24 +56,22 @@ pub(crate) struct IngressView {
 
 impl IngressView {
     fn new(c: &Cluster, args: &crate::ingress_args::IngressArgs) -> Result<IngressView> {
+        let (table, _) = svcnet_ingress::compile(c, &args.controller());
         Ok(IngressView::of(
-            c,
-            &args.controller(),
+            table.served().clone(),
             args.http()?,
             args.https()?,
         ))
     }
 
-    /// The view of a controller with these classes and listeners.
+    /// The view of a controller serving these Ingresses on these listeners.
     pub(crate) fn of(
-        c: &Cluster,
-        controller: &svcnet_ingress::ControllerConfig,
+        served: svcnet_ingress::Served,
         http: Option<std::net::SocketAddr>,
         https: Option<std::net::SocketAddr>,
     ) -> IngressView {
-        let (table, _) = svcnet_ingress::compile(c, controller);
         IngressView {
-            served: table.served().clone(),
+            served,
             http,
             https,
         }

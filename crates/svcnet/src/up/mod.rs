@@ -253,6 +253,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         dns: dns.clone().map(|d| (d, dns_config.clone())),
         gate,
         ingress: ingress.clone().map(|i| (i, args.ingress.controller())),
+        ingress_served: Default::default(),
     };
     // Watch before anything is served: a change made as soon as /readyz says 200 must
     // not be missed. Events that arrive meanwhile wait in the queue.
@@ -276,7 +277,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
         dns.as_ref().map(|d| d.local_addr()),
         ingress
             .as_ref()
-            .map(|i| (i.local_addrs(), args.ingress.controller())),
+            .map(|i| (i.local_addrs(), ctl.ingress_served.clone())),
         args.state.state_dir.as_deref(),
     );
     if bind_errors == 0 {
@@ -354,6 +355,8 @@ struct Controller {
         svcnet_ingress::IngressServer,
         svcnet_ingress::ControllerConfig,
     )>,
+    /// The Ingresses the last applied route table serves (for the start-up summary).
+    ingress_served: svcnet_ingress::Served,
 }
 
 impl Controller {
@@ -508,6 +511,7 @@ impl Controller {
         }
         if let Some((server, config)) = &self.ingress {
             let (table, findings) = svcnet_ingress::compile(&served, config);
+            self.ingress_served = table.served().clone();
             for f in findings {
                 if !self.reported.insert(format!("ingress {f:?}")) {
                     continue;
@@ -637,17 +641,17 @@ fn print_summary(
     c: &Cluster,
     admin: SocketAddr,
     dns: Option<SocketAddr>,
-    ingress: Option<(Listeners, svcnet_ingress::ControllerConfig)>,
+    ingress: Option<(Listeners, svcnet_ingress::Served)>,
     state_dir: Option<&std::path::Path>,
 ) {
     let services = crate::get::table(c, Kind::Service, None, false);
     let pods = crate::get::table(c, Kind::Pod, None, true);
     println!("Services:\n{services}");
     println!("Pods:\n{pods}");
-    if let Some(((http, https), controller)) = &ingress
+    if let Some(((http, https), served)) = &ingress
         && !c.ingresses.is_empty()
     {
-        let view = crate::get::IngressView::of(c, controller, *http, *https);
+        let view = crate::get::IngressView::of(served.clone(), *http, *https);
         let table = crate::get::table_with(c, Kind::Ingress, None, false, Some(&view));
         println!("Ingresses:\n{table}");
     }
