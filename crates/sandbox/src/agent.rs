@@ -48,11 +48,11 @@ pub struct PodCtx {
 }
 
 impl PodCtx {
-    fn admits(&self, src: SocketAddr, port: u16, protocol: Protocol) -> bool {
+    fn admits(&self, src: SocketAddr, local: SocketAddr, protocol: Protocol) -> bool {
         self.config
             .admit
             .as_ref()
-            .is_none_or(|admit| admit(src, &self.spec.key, port, protocol))
+            .is_none_or(|admit| admit(src, local, &self.spec.key, protocol))
     }
 }
 
@@ -273,7 +273,7 @@ async fn tcp_accept(
                 continue;
             }
         };
-        if !ctx.admits(peer, local.port(), Protocol::Tcp) {
+        if !ctx.admits(peer, local, Protocol::Tcp) {
             debug!(%peer, %local, "connection not admitted");
             // A reset, not an orderly close: the client's first read fails, as a
             // rejected connection would (a listener cannot refuse one SYN selectively).
@@ -363,8 +363,22 @@ async fn tcp_proxy(mut client: TcpStream, peer: SocketAddr, backend: SocketAddr)
     }
 }
 
+/// A bound UDP socket's address (what admission judges datagrams against).
+fn local_addr(ctx: &PodCtx, socket: &UdpSocket, port: u16) -> Option<SocketAddr> {
+    match socket.local_addr() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            warn!(pod = %ctx.spec.key, port, error = %e, "UDP socket without an address");
+            None
+        }
+    }
+}
+
 /// UDP for the agent itself: `hostname` gets the hostname, anything else comes back.
 async fn udp_serve(ctx: Arc<PodCtx>, socket: UdpSocket, port: u16) {
+    let Some(local) = local_addr(&ctx, &socket, port) else {
+        return;
+    };
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -375,7 +389,7 @@ async fn udp_serve(ctx: Arc<PodCtx>, socket: UdpSocket, port: u16) {
                 continue;
             }
         };
-        if !ctx.admits(peer, port, Protocol::Udp) {
+        if !ctx.admits(peer, local, Protocol::Udp) {
             continue;
         }
         let data = &buf[..n];
@@ -407,6 +421,9 @@ async fn udp_proxy(
     backend: SocketAddr,
     spawner: Spawner,
 ) {
+    let Some(local) = local_addr(&ctx, &socket, port) else {
+        return;
+    };
     let socket = Arc::new(socket);
     let sessions: Sessions = Arc::default();
     let mut buf = vec![0u8; 65536];
@@ -419,7 +436,7 @@ async fn udp_proxy(
                 continue;
             }
         };
-        if !ctx.admits(peer, port, Protocol::Udp) {
+        if !ctx.admits(peer, local, Protocol::Udp) {
             continue;
         }
         let existing = {

@@ -165,13 +165,6 @@ pub(crate) async fn dial(
     let mut out = DialResult::default();
     let net = req.protocol.net();
     for _ in 0..req.tries {
-        if let Some(admit) = &config.dial_admit
-            && !admit(pod, dst, req.protocol.l4())
-        {
-            out.errors
-                .push(format!("dial {net} {dst}: denied by NetworkPolicy"));
-            continue;
-        }
         let Some(src) = pod_ips
             .iter()
             .copied()
@@ -182,6 +175,13 @@ pub(crate) async fn dial(
             ));
             continue;
         };
+        if let Some(admit) = &config.dial_admit
+            && !admit(pod, src, dst, req.protocol.l4())
+        {
+            out.errors
+                .push(format!("dial {net} {dst}: denied by NetworkPolicy"));
+            continue;
+        }
         match tokio::time::timeout(TRY_TIMEOUT, try_once(req, src, dst)).await {
             Ok(Ok(r)) => out.responses.push(r),
             Ok(Err(e)) => out.errors.push(e),

@@ -29,7 +29,7 @@ pub mod spec;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use svcnet_model::Cluster;
@@ -54,11 +54,12 @@ pub struct ReadinessChange {
     pub reason: String,
 }
 
-/// Decides whether a connection or datagram from `src` may reach `pod` on `port`.
-pub type AdmitFn = dyn Fn(SocketAddr, &ObjectKey, u16, Protocol) -> bool + Send + Sync;
+/// Decides whether a connection or datagram from `src` may reach `pod` at `dst` (the pod's
+/// own address and port it arrived on).
+pub type AdmitFn = dyn Fn(SocketAddr, SocketAddr, &ObjectKey, Protocol) -> bool + Send + Sync;
 
-/// Decides whether `pod` may dial `dst` (for `/_agent/dial`).
-pub type DialAdmitFn = dyn Fn(&ObjectKey, SocketAddr, Protocol) -> bool + Send + Sync;
+/// Decides whether `pod` may dial `dst` from its address `src` (for `/_agent/dial`).
+pub type DialAdmitFn = dyn Fn(&ObjectKey, IpAddr, SocketAddr, Protocol) -> bool + Send + Sync;
 
 /// Hooks for NetworkPolicy; `None` allows everything.
 #[derive(Clone, Default)]

@@ -234,7 +234,9 @@ async fn dial_from_pod_to_pod_over_tcp_udp_http() {
     let config = SandboxConfig {
         admit: None,
         dial_admit: Some(Arc::new(
-            |_pod: &ObjectKey, dst: SocketAddr, _p: Protocol| dst.ip().to_string() != "127.250.2.3",
+            |_pod: &ObjectKey, _src: std::net::IpAddr, dst: SocketAddr, _p: Protocol| {
+                dst.ip().to_string() != "127.250.2.3"
+            },
         )),
     };
     let (agents, _rx) = new_agents(config);
@@ -280,10 +282,10 @@ async fn admit_hook_closes_connections_and_drops_datagrams() {
     let yaml = pod("t9", "a", "127.250.9.1", &["18080", "18081/UDP"], "", &[]);
     let config = SandboxConfig {
         admit: Some(Arc::new(
-            |src: SocketAddr, pod: &ObjectKey, port: u16, _p: Protocol| {
+            |src: SocketAddr, dst: SocketAddr, pod: &ObjectKey, _p: Protocol| {
                 assert_eq!(pod.name, "a");
                 // Only clients from 127.250.9.9 are admitted on 18080; UDP never.
-                port == 18080 && src.ip().to_string() == "127.250.9.9"
+                dst.port() == 18080 && src.ip().to_string() == "127.250.9.9"
             },
         )),
         dial_admit: None,

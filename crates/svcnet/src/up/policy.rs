@@ -11,7 +11,7 @@
 //! Node and host addresses (127.0.0.1, ::1, the nodes' addresses) are node traffic:
 //! allowed by default, as kubelet probes and host access are in Kubernetes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -29,8 +29,6 @@ use tracing::debug;
 /// What one served state enforces.
 struct Enforcement {
     index: PolicyIndex,
-    /// Pod addresses, to turn an agent's pod key into the address policies match.
-    pod_ips: HashMap<ObjectKey, Vec<IpAddr>>,
     /// Service addresses (cluster IPs, external and load-balancer IPs): a dial to one of
     /// them is judged by the load balancer after it picks an endpoint.
     frontends: HashSet<IpAddr>,
@@ -38,12 +36,6 @@ struct Enforcement {
 
 impl Enforcement {
     fn build(cluster: &Cluster) -> Enforcement {
-        let pod_ips = cluster
-            .pods
-            .iter()
-            .filter(|(_, p)| !p.ips.is_empty() && !p.host_network)
-            .map(|(k, p)| (k.clone(), p.ips.clone()))
-            .collect();
         let frontends = cluster
             .services
             .values()
@@ -57,18 +49,8 @@ impl Enforcement {
             .collect();
         Enforcement {
             index: PolicyIndex::compile(cluster),
-            pod_ips,
             frontends,
         }
-    }
-
-    /// The pod's address of `peer`'s family.
-    fn pod_ip(&self, pod: &ObjectKey, peer: IpAddr) -> Option<IpAddr> {
-        self.pod_ips
-            .get(pod)?
-            .iter()
-            .copied()
-            .find(|ip| ip.is_ipv4() == peer.is_ipv4())
     }
 }
 
@@ -120,31 +102,24 @@ impl PolicyGate {
         debug!(%src, %dst, protocol = protocol.as_str(), path, "denied by NetworkPolicy");
     }
 
-    /// Ingress of a pod agent: `src` connects to `pod` on `port`.
-    fn admit_agent(&self, src: SocketAddr, pod: &ObjectKey, port: u16, protocol: Protocol) -> bool {
+    /// Ingress of a pod agent: `src` connects to the pod at `dst`.
+    fn admit_agent(&self, src: SocketAddr, dst: SocketAddr, protocol: Protocol) -> bool {
         let e = self.current.load();
-        if e.index.is_empty() {
-            return true;
-        }
-        let Some(dst) = e.pod_ip(pod, src.ip()) else {
-            return true;
-        };
-        let ok = e.index.allows_ingress(src.ip(), dst, port, protocol);
+        let ok = e
+            .index
+            .allows_ingress(src.ip(), dst.ip(), dst.port(), protocol);
         if !ok {
-            self.deny("agent", protocol, src.ip(), SocketAddr::new(dst, port));
+            self.deny("agent", protocol, src.ip(), dst);
         }
         ok
     }
 
-    /// Egress of `/_agent/dial` from `pod` to `dst`.
-    fn admit_dial(&self, pod: &ObjectKey, dst: SocketAddr, protocol: Protocol) -> bool {
+    /// Egress of `/_agent/dial` from a pod's address `src` to `dst`.
+    fn admit_dial(&self, src: IpAddr, dst: SocketAddr, protocol: Protocol) -> bool {
         let e = self.current.load();
-        if e.index.is_empty() || e.frontends.contains(&dst.ip()) {
+        if e.frontends.contains(&dst.ip()) {
             return true;
         }
-        let Some(src) = e.pod_ip(pod, dst.ip()) else {
-            return true;
-        };
         let ok = e.index.allows_egress(src, dst.ip(), dst.port(), protocol);
         if !ok {
             self.deny("dial", protocol, src, dst);
@@ -167,11 +142,11 @@ impl PolicyGate {
         let agent = self.clone();
         let dial = self.clone();
         SandboxConfig {
-            admit: Some(Arc::new(move |src, pod: &ObjectKey, port, protocol| {
-                agent.admit_agent(src, pod, port, protocol)
+            admit: Some(Arc::new(move |src, dst, _pod: &ObjectKey, protocol| {
+                agent.admit_agent(src, dst, protocol)
             })),
-            dial_admit: Some(Arc::new(move |pod: &ObjectKey, dst, protocol| {
-                dial.admit_dial(pod, dst, protocol)
+            dial_admit: Some(Arc::new(move |_pod: &ObjectKey, src, dst, protocol| {
+                dial.admit_dial(src, dst, protocol)
             })),
         }
     }
