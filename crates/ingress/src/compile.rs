@@ -44,7 +44,7 @@ pub fn compile(cluster: &Cluster, cfg: &ControllerConfig) -> (RouteTable, Vec<Fi
         backends: HashMap::new(),
         slots: HashMap::new(),
     };
-    b.table.cluster_domain = cluster.plan.cluster_domain.clone();
+    b.table.svc_suffix = format!(".svc.{}", cluster.plan.cluster_domain);
     b.table.service_ips = cluster
         .services
         .values()

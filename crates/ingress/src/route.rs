@@ -37,8 +37,8 @@ pub struct RouteTable {
     /// an `auth-url` naming a Service (`http://oauth2-proxy.auth.svc.cluster.local/...`)
     /// goes without a cluster resolver.
     pub(crate) service_ips: HashMap<String, std::net::IpAddr>,
-    /// The cluster domain (`cluster.local`).
-    pub(crate) cluster_domain: String,
+    /// `.svc.<cluster domain>`: the suffix of Service DNS names.
+    pub(crate) svc_suffix: String,
 }
 
 // The table is shared by every connection task: it must stay `Send + Sync`.
@@ -136,9 +136,8 @@ impl RouteTable {
     /// (a trailing dot allowed).
     pub fn service_ip(&self, host: &str) -> Option<std::net::IpAddr> {
         let h = host.trim_end_matches('.').to_ascii_lowercase();
-        let suffix = format!(".svc.{}", self.cluster_domain);
         let short = h
-            .strip_suffix(suffix.as_str())
+            .strip_suffix(self.svc_suffix.as_str())
             .or_else(|| h.strip_suffix(".svc"))
             .unwrap_or(&h);
         self.service_ips.get(short).copied()
