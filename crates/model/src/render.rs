@@ -50,6 +50,9 @@ pub fn pod(p: &Pod) -> Value {
             &p.meta.name,
         ));
     }
+    if pod.spec.is_none() {
+        pod.spec = p.template.as_ref().and_then(|t| t.spec.clone());
+    }
     let spec = pod.spec.get_or_insert_with(Default::default);
     if !p.node_name.is_empty() {
         spec.node_name = Some(p.node_name.clone());
@@ -400,6 +403,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
         WorkloadRaw::Deployment(d) => {
             let mut d: apps::Deployment = (**d).clone();
             d.metadata.namespace = Some(w.meta.namespace.clone());
+            d.spec.template = w.template_as_written();
             d.status = Some(apps::DeploymentStatus {
                 replicas: Some(total),
                 ready_replicas: Some(ready),
@@ -413,6 +417,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
         WorkloadRaw::ReplicaSet(r) => {
             let mut r: apps::ReplicaSet = (**r).clone();
             r.metadata.namespace = Some(w.meta.namespace.clone());
+            r.spec.template = Some(w.template_as_written());
             r.status = Some(apps::ReplicaSetStatus {
                 replicas: total,
                 ready_replicas: Some(ready),
@@ -428,6 +433,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
         WorkloadRaw::StatefulSet(s) => {
             let mut s: apps::StatefulSet = (**s).clone();
             s.metadata.namespace = Some(w.meta.namespace.clone());
+            s.spec.template = w.template_as_written();
             s.status = Some(apps::StatefulSetStatus {
                 replicas: total,
                 ready_replicas: Some(ready),
@@ -442,6 +448,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
         WorkloadRaw::DaemonSet(d) => {
             let mut d: apps::DaemonSet = (**d).clone();
             d.metadata.namespace = Some(w.meta.namespace.clone());
+            d.spec.template = w.template_as_written();
             d.status = Some(apps::DaemonSetStatus {
                 current_number_scheduled: total,
                 desired_number_scheduled: total,

@@ -372,8 +372,13 @@ pub struct Pod {
     pub dns_config: Option<PodDnsConfig>,
     /// The owning controller, if any.
     pub owner: Option<Owner>,
-    /// The pod as written, or as its controller would have created it.
+    /// The pod as written. For a pod svcnet derives: the metadata its controller stamps on
+    /// every replica, shared by all of them, without a spec (that is `template`).
     pub raw: Arc<core::Pod>,
+    /// For a pod svcnet derives: the template its controller stamped it from, shared with
+    /// the controller (one copy of a PodSpec per workload, not per pod). `None` for pods
+    /// written in manifests.
+    pub template: Option<Arc<core::PodTemplateSpec>>,
 }
 
 impl Pod {
@@ -453,14 +458,47 @@ pub struct Workload {
     pub selector: LabelSelector,
     /// StatefulSet `serviceName`.
     pub service_name: Option<String>,
-    /// The pod template.
+    /// The pod template as written: the one copy, moved out of `raw` (whose template is
+    /// left empty; `render::workload` puts it back). A ReplicaSet derived from a Deployment
+    /// shares the Deployment's template; its `pod-template-hash` label is `template_hash`
+    /// ([`Workload::template_labels`] adds it).
     pub template: Arc<core::PodTemplateSpec>,
     /// The template's spec, validated.
     pub pod_spec: PodSpecInfo,
-    /// Deployment: the pod-template-hash of its current ReplicaSet.
+    /// Deployment: the pod-template-hash of its current ReplicaSet. A ReplicaSet svcnet
+    /// derives: its own hash, which its template's labels carry.
     pub template_hash: Option<String>,
-    /// The object as written.
+    /// The object as written, without its pod template (see `template`).
     pub raw: WorkloadRaw,
+}
+
+impl Workload {
+    /// The labels of the template's pods: the template's labels, plus `pod-template-hash`
+    /// for a ReplicaSet svcnet derives from a Deployment (as the Deployment controller
+    /// writes it into the ReplicaSet's template).
+    pub fn template_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        if self.kind == Kind::ReplicaSet
+            && let Some(h) = &self.template_hash
+        {
+            labels.insert("pod-template-hash".into(), h.clone());
+        }
+        labels
+    }
+
+    /// The template as the workload's object carries it (with [`Workload::template_labels`]).
+    pub fn template_as_written(&self) -> core::PodTemplateSpec {
+        let mut t = (*self.template).clone();
+        if self.kind == Kind::ReplicaSet && self.template_hash.is_some() {
+            t.metadata.get_or_insert_with(Default::default).labels = Some(self.template_labels());
+        }
+        t
+    }
 }
 
 /// The manifest of a workload, kept for output.

@@ -236,25 +236,18 @@ pub(super) fn derive_workloads(
     (out, pods)
 }
 
-/// The ReplicaSet a Deployment's current revision runs.
+/// The ReplicaSet a Deployment's current revision runs. It shares the Deployment's
+/// template (the `pod-template-hash` label is its `template_hash`) and its raw object
+/// carries none (`render::workload` writes it).
 fn replica_set_for(d: &Workload, hash: &str) -> Workload {
     let name = format!("{}-{hash}", d.meta.name);
-    let mut template = (*d.template).clone();
-    let tmeta = template.metadata.get_or_insert_with(Default::default);
-    tmeta
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert("pod-template-hash".into(), hash.into());
     let mut selector = d.selector.clone();
     selector.requirements.push(crate::selector::Requirement::In(
         "pod-template-hash".into(),
         vec![hash.into()],
     ));
-    let mut labels = tmeta.labels.clone().unwrap_or_default();
-    labels.insert("pod-template-hash".into(), hash.into());
     let mut meta = d.meta.clone();
     meta.name = name.clone();
-    meta.labels = labels.clone();
     meta.annotations = BTreeMap::from([
         (
             "deployment.kubernetes.io/desired-replicas".to_string(),
@@ -265,35 +258,38 @@ fn replica_set_for(d: &Workload, hash: &str) -> Workload {
             "1".to_string(),
         ),
     ]);
-    let raw = apps::ReplicaSet {
-        metadata: meta::ObjectMeta {
-            name: Some(name),
-            namespace: Some(d.meta.namespace.clone()),
-            labels: Some(labels),
-            annotations: Some(meta.annotations.clone()),
-            owner_references: Some(vec![owner_ref(Kind::Deployment, &d.meta)]),
-            uid: Some(stable_uid("ReplicaSet", &meta.namespace, &meta.name)),
-            ..Default::default()
-        },
-        spec: apps::ReplicaSetSpec {
-            replicas: Some(i32::try_from(d.replicas).unwrap_or(i32::MAX)),
-            selector: selector.to_k8s(),
-            template: Some(template.clone()),
-            ..Default::default()
-        },
-        status: None,
-    };
-    Workload {
+    let mut rs = Workload {
         kind: Kind::ReplicaSet,
         meta,
         replicas: d.replicas,
         selector,
         service_name: None,
-        template: Arc::new(template),
+        template: d.template.clone(),
         pod_spec: d.pod_spec.clone(),
         template_hash: Some(hash.to_string()),
-        raw: WorkloadRaw::ReplicaSet(Arc::new(raw)),
-    }
+        raw: WorkloadRaw::ReplicaSet(Arc::default()),
+    };
+    let labels = rs.template_labels();
+    rs.meta.labels = labels.clone();
+    rs.raw = WorkloadRaw::ReplicaSet(Arc::new(apps::ReplicaSet {
+        metadata: meta::ObjectMeta {
+            name: Some(name),
+            namespace: Some(d.meta.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(rs.meta.annotations.clone()),
+            owner_references: Some(vec![owner_ref(Kind::Deployment, &d.meta)]),
+            uid: Some(stable_uid("ReplicaSet", &rs.meta.namespace, &rs.meta.name)),
+            ..Default::default()
+        },
+        spec: apps::ReplicaSetSpec {
+            replicas: Some(i32::try_from(d.replicas).unwrap_or(i32::MAX)),
+            selector: rs.selector.to_k8s(),
+            template: None,
+            ..Default::default()
+        },
+        status: None,
+    }));
+    rs
 }
 
 /// The pods a ReplicaSet, StatefulSet or DaemonSet runs.
@@ -419,26 +415,33 @@ fn make_pod(
             kind: w.kind.as_str().to_string(),
             name: w.meta.name.clone(),
         }),
-        // Every replica shares one template pod; `render::pod` writes each pod's own
-        // name, labels, node and addresses over it (a PodSpec per pod was most of the
-        // memory of a large cluster).
+        // Every replica shares one template pod and its controller's template;
+        // `render::pod` writes each pod's own name, labels, node and addresses over them
+        // (a PodSpec per pod, then one per workload and copy, was most of the memory of a
+        // large cluster).
         raw: template_pod.clone(),
+        template: Some(w.template.clone()),
     }
 }
 
-/// The pod a controller stamps out from a workload's template, without the per-pod
-/// fields (name, node, hostname), shared by every replica.
+/// The metadata a controller stamps on each pod from a workload's template, without the
+/// per-pod fields (name, node, hostname) and without the spec (the pod's `template`),
+/// shared by every replica.
 fn template_pod(w: &Workload) -> Arc<core::Pod> {
-    let tmeta = w.template.metadata.clone().unwrap_or_default();
+    let labels = w.template_labels();
     Arc::new(core::Pod {
         metadata: meta::ObjectMeta {
             namespace: Some(w.meta.namespace.clone()),
-            labels: tmeta.labels,
-            annotations: tmeta.annotations,
+            labels: (!labels.is_empty()).then_some(labels),
+            annotations: w
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone()),
             owner_references: Some(vec![owner_ref(w.kind, &w.meta)]),
             ..Default::default()
         },
-        spec: w.template.spec.clone(),
+        spec: None,
         status: None,
     })
 }

@@ -408,6 +408,7 @@ pub(super) fn pod(cx: &mut Ctx<'_>, pod: core::Pod) -> Option<Pod> {
         ready,
         dns_policy: parts.dns_policy,
         dns_config: parts.dns_config,
+        template: None,
         owner,
         raw: Arc::new(pod),
     })
@@ -510,7 +511,7 @@ fn template_check(cx: &mut Ctx<'_>, template: &core::PodTemplateSpec) -> PodSpec
 }
 
 /// Validates a Deployment.
-pub(super) fn deployment(cx: &mut Ctx<'_>, d: apps::Deployment) -> Option<Workload> {
+pub(super) fn deployment(cx: &mut Ctx<'_>, mut d: apps::Deployment) -> Option<Workload> {
     let meta = cx.meta(&d.metadata);
     let spec = &d.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
@@ -522,7 +523,7 @@ pub(super) fn deployment(cx: &mut Ctx<'_>, d: apps::Deployment) -> Option<Worklo
         replicas,
         selector,
         service_name: None,
-        template: Arc::new(d.spec.template.clone()),
+        template: Arc::new(std::mem::take(&mut d.spec.template)),
         pod_spec,
         template_hash: None,
         raw: WorkloadRaw::Deployment(Arc::new(d)),
@@ -530,10 +531,10 @@ pub(super) fn deployment(cx: &mut Ctx<'_>, d: apps::Deployment) -> Option<Worklo
 }
 
 /// Validates a ReplicaSet.
-pub(super) fn replica_set(cx: &mut Ctx<'_>, r: apps::ReplicaSet) -> Option<Workload> {
+pub(super) fn replica_set(cx: &mut Ctx<'_>, mut r: apps::ReplicaSet) -> Option<Workload> {
     let meta = cx.meta(&r.metadata);
+    let template = r.spec.template.take().unwrap_or_default();
     let spec = &r.spec;
-    let template = spec.template.clone().unwrap_or_default();
     let selector = workload_selector(cx, &spec.selector, &template);
     let replicas = replicas(cx, spec.replicas);
     let pod_spec = template_check(cx, &template);
@@ -551,7 +552,7 @@ pub(super) fn replica_set(cx: &mut Ctx<'_>, r: apps::ReplicaSet) -> Option<Workl
 }
 
 /// Validates a StatefulSet.
-pub(super) fn stateful_set(cx: &mut Ctx<'_>, s: apps::StatefulSet) -> Option<Workload> {
+pub(super) fn stateful_set(cx: &mut Ctx<'_>, mut s: apps::StatefulSet) -> Option<Workload> {
     let meta = cx.meta(&s.metadata);
     let spec = &s.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
@@ -580,7 +581,7 @@ pub(super) fn stateful_set(cx: &mut Ctx<'_>, s: apps::StatefulSet) -> Option<Wor
         replicas,
         selector,
         service_name,
-        template: Arc::new(s.spec.template.clone()),
+        template: Arc::new(std::mem::take(&mut s.spec.template)),
         pod_spec,
         template_hash: None,
         raw: WorkloadRaw::StatefulSet(Arc::new(s)),
@@ -588,7 +589,7 @@ pub(super) fn stateful_set(cx: &mut Ctx<'_>, s: apps::StatefulSet) -> Option<Wor
 }
 
 /// Validates a DaemonSet.
-pub(super) fn daemon_set(cx: &mut Ctx<'_>, d: apps::DaemonSet) -> Option<Workload> {
+pub(super) fn daemon_set(cx: &mut Ctx<'_>, mut d: apps::DaemonSet) -> Option<Workload> {
     let meta = cx.meta(&d.metadata);
     let spec = &d.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
@@ -599,7 +600,7 @@ pub(super) fn daemon_set(cx: &mut Ctx<'_>, d: apps::DaemonSet) -> Option<Workloa
         replicas: 0,
         selector,
         service_name: None,
-        template: Arc::new(d.spec.template.clone()),
+        template: Arc::new(std::mem::take(&mut d.spec.template)),
         pod_spec,
         template_hash: None,
         raw: WorkloadRaw::DaemonSet(Arc::new(d)),
