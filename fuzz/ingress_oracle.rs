@@ -134,7 +134,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
     let mut c = cluster().clone();
     let key = ObjectKey::new("default", "fuzzed");
     if let Some(i) = c.ingresses.get_mut(&key) {
-        i.meta.annotations = ann;
+        i.meta.annotations = ann.into();
     }
     let (table, _findings) = compile(&c, &ControllerConfig::default());
     let served = table.served().contains_key(&key);

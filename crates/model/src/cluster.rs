@@ -208,7 +208,7 @@ impl<'a> PodIndex<'a> {
     pub(crate) fn new(c: &'a Cluster) -> Self {
         let mut by_label: FastMap<_, Vec<&'a Pod>> = FastMap::default();
         for p in c.pods.values() {
-            for (k, v) in &p.meta.labels {
+            for (k, v) in p.meta.labels.iter() {
                 by_label
                     .entry((p.meta.namespace.as_str(), k.as_str(), v.as_str()))
                     .or_default()

@@ -21,11 +21,18 @@ fn object_meta(m: &Meta) -> meta::ObjectMeta {
     meta::ObjectMeta {
         name: Some(m.name.clone()),
         namespace: (!m.namespace.is_empty()).then(|| m.namespace.clone()),
-        labels: (!m.labels.is_empty()).then(|| m.labels.clone()),
-        annotations: (!m.annotations.is_empty()).then(|| m.annotations.clone()),
+        labels: (!m.labels.is_empty()).then(|| (*m.labels).clone()),
+        annotations: (!m.annotations.is_empty()).then(|| (*m.annotations).clone()),
         creation_timestamp: m.creation_timestamp.map(meta::Time),
         ..Default::default()
     }
+}
+
+/// Writes an object's labels and annotations back into its raw metadata: validation moves
+/// them out of the raw object into [`Meta`] (one copy of each map, not two).
+fn restore_maps(om: &mut meta::ObjectMeta, m: &Meta) {
+    om.labels = (!m.labels.is_empty()).then(|| (*m.labels).clone());
+    om.annotations = (!m.annotations.is_empty()).then(|| (*m.annotations).clone());
 }
 
 fn port_ref(p: &PortRef) -> IntOrString {
@@ -41,8 +48,7 @@ pub fn pod(p: &Pod) -> Value {
     // Derived pods share their template's raw pod: write this pod's own identity over it.
     pod.metadata.name = Some(p.meta.name.clone());
     pod.metadata.namespace = Some(p.meta.namespace.clone());
-    pod.metadata.labels = (!p.meta.labels.is_empty()).then(|| p.meta.labels.clone());
-    pod.metadata.annotations = (!p.meta.annotations.is_empty()).then(|| p.meta.annotations.clone());
+    restore_maps(&mut pod.metadata, &p.meta);
     if pod.metadata.uid.is_none() && p.owner.is_some() {
         pod.metadata.uid = Some(crate::derive::stable_uid(
             "Pod",
@@ -112,6 +118,7 @@ pub fn pod(p: &Pod) -> Value {
 /// A Service with its allocated addresses and ports, and every default filled in.
 pub fn service(s: &Service) -> Value {
     let mut svc: core::Service = (*s.raw).clone();
+    restore_maps(&mut svc.metadata, &s.meta);
     svc.metadata.namespace = Some(s.meta.namespace.clone());
     let spec = svc.spec.get_or_insert_with(Default::default);
     spec.type_ = Some(s.type_.as_str().to_string());
@@ -280,7 +287,7 @@ pub fn endpoints(svc: &Service, slices: &[&EndpointSlice]) -> Value {
         metadata: meta::ObjectMeta {
             name: Some(svc.meta.name.clone()),
             namespace: Some(svc.meta.namespace.clone()),
-            labels: (!svc.meta.labels.is_empty()).then(|| svc.meta.labels.clone()),
+            labels: (!svc.meta.labels.is_empty()).then(|| (*svc.meta.labels).clone()),
             ..Default::default()
         },
         subsets: Some(
@@ -313,8 +320,9 @@ pub fn endpoints(svc: &Service, slices: &[&EndpointSlice]) -> Value {
 /// A Namespace, with its `kubernetes.io/metadata.name` label and phase.
 pub fn namespace(n: &Namespace) -> Value {
     let mut ns: core::Namespace = n.raw.as_deref().cloned().unwrap_or_default();
+    restore_maps(&mut ns.metadata, &n.meta);
     ns.metadata.name = Some(n.meta.name.clone());
-    ns.metadata.labels = Some(n.meta.labels.clone());
+    ns.metadata.labels = Some((*n.meta.labels).clone());
     ns.status = Some(core::NamespaceStatus {
         phase: Some(
             if n.meta.terminating {
@@ -332,8 +340,9 @@ pub fn namespace(n: &Namespace) -> Value {
 /// A Node, with its address and pod CIDRs.
 pub fn node(n: &Node) -> Value {
     let mut node: core::Node = n.raw.as_deref().cloned().unwrap_or_default();
+    restore_maps(&mut node.metadata, &n.meta);
     node.metadata.name = Some(n.meta.name.clone());
-    node.metadata.labels = (!n.meta.labels.is_empty()).then(|| n.meta.labels.clone());
+    node.metadata.labels = (!n.meta.labels.is_empty()).then(|| (*n.meta.labels).clone());
     let spec = node.spec.get_or_insert_with(Default::default);
     spec.pod_cidr = n.pod_cidrs.first().map(ToString::to_string);
     spec.pod_cidrs = Some(n.pod_cidrs.iter().map(ToString::to_string).collect());
@@ -402,6 +411,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
     match &w.raw {
         WorkloadRaw::Deployment(d) => {
             let mut d: apps::Deployment = (**d).clone();
+            restore_maps(&mut d.metadata, &w.meta);
             d.metadata.namespace = Some(w.meta.namespace.clone());
             d.spec.template = w.template_as_written();
             d.status = Some(apps::DeploymentStatus {
@@ -416,6 +426,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
         }
         WorkloadRaw::ReplicaSet(r) => {
             let mut r: apps::ReplicaSet = (**r).clone();
+            restore_maps(&mut r.metadata, &w.meta);
             r.metadata.namespace = Some(w.meta.namespace.clone());
             r.spec.template = Some(w.template_as_written());
             r.status = Some(apps::ReplicaSetStatus {
@@ -432,6 +443,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
         }
         WorkloadRaw::StatefulSet(s) => {
             let mut s: apps::StatefulSet = (**s).clone();
+            restore_maps(&mut s.metadata, &w.meta);
             s.metadata.namespace = Some(w.meta.namespace.clone());
             s.spec.template = w.template_as_written();
             s.status = Some(apps::StatefulSetStatus {
@@ -447,6 +459,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
         }
         WorkloadRaw::DaemonSet(d) => {
             let mut d: apps::DaemonSet = (**d).clone();
+            restore_maps(&mut d.metadata, &w.meta);
             d.metadata.namespace = Some(w.meta.namespace.clone());
             d.spec.template = w.template_as_written();
             d.status = Some(apps::DaemonSetStatus {
@@ -467,6 +480,7 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
 /// A NetworkPolicy with `policyTypes` and port protocols defaulted.
 pub fn network_policy(p: &NetworkPolicy) -> Value {
     let mut np = (*p.raw).clone();
+    restore_maps(&mut np.metadata, &p.meta);
     np.metadata.namespace = Some(p.meta.namespace.clone());
     let spec = np.spec.get_or_insert_with(Default::default);
     let mut types = Vec::new();
@@ -496,6 +510,7 @@ pub fn network_policy(p: &NetworkPolicy) -> Value {
 /// An Ingress as written, with its namespace and `pathType` defaults filled in.
 pub fn ingress(i: &Ingress) -> Value {
     let mut ing = (*i.raw).clone();
+    restore_maps(&mut ing.metadata, &i.meta);
     ing.metadata.namespace = Some(i.meta.namespace.clone());
     let annotated = i
         .meta
@@ -527,11 +542,17 @@ pub fn object(c: &Cluster, kind: Kind, key: &ObjectKey) -> Option<Value> {
             workload(c, c.workloads.get(&(kind, key.clone()))?)
         }
         Kind::Ingress => ingress(c.ingresses.get(key)?),
-        Kind::IngressClass => to_value(&*c.ingress_classes.get(&key.name)?.raw),
+        Kind::IngressClass => {
+            let ic = c.ingress_classes.get(&key.name)?;
+            let mut raw = (*ic.raw).clone();
+            restore_maps(&mut raw.metadata, &ic.meta);
+            to_value(&raw)
+        }
         Kind::NetworkPolicy => network_policy(c.network_policies.get(key)?),
         Kind::Secret => {
             let s = c.secrets.get(key)?;
             let mut raw = (*s.raw).clone();
+            restore_maps(&mut raw.metadata, &s.meta);
             raw.metadata.namespace = Some(s.meta.namespace.clone());
             raw.type_ = Some(s.type_.clone());
             to_value(&raw)
@@ -539,6 +560,7 @@ pub fn object(c: &Cluster, kind: Kind, key: &ObjectKey) -> Option<Value> {
         Kind::ConfigMap => {
             let m = c.config_maps.get(key)?;
             let mut raw = (*m.raw).clone();
+            restore_maps(&mut raw.metadata, &m.meta);
             raw.metadata.namespace = Some(m.meta.namespace.clone());
             to_value(&raw)
         }

@@ -21,10 +21,11 @@ pub struct Meta {
     pub name: String,
     /// `metadata.namespace`, defaulted to `default`; empty for cluster-scoped kinds.
     pub namespace: String,
-    /// `metadata.labels`.
-    pub labels: Labels,
-    /// `metadata.annotations`.
-    pub annotations: BTreeMap<String, String>,
+    /// `metadata.labels`. Shared: the replicas of one controller hold one map
+    /// (`Arc::make_mut` to change one object's labels).
+    pub labels: Arc<Labels>,
+    /// `metadata.annotations`, shared like `labels`.
+    pub annotations: Arc<BTreeMap<String, String>>,
     /// `metadata.creationTimestamp`, when the manifest has one.
     pub creation_timestamp: Option<jiff::Timestamp>,
     /// `metadata.deletionTimestamp` is set: the object is terminating.

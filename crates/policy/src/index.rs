@@ -110,7 +110,7 @@ impl CompiledRule {
 pub(crate) struct PodInfo {
     pub(crate) key: ObjectKey,
     pub(crate) ns: u32,
-    pub(crate) labels: Labels,
+    pub(crate) labels: std::sync::Arc<Labels>,
     pub(crate) ips: Vec<IpAddr>,
     pub(crate) host_network: bool,
     pub(crate) ports: Vec<NamedPort>,
@@ -153,7 +153,7 @@ impl PodInfo {
 #[derive(Clone, Debug)]
 pub(crate) struct NamespaceInfo {
     pub(crate) name: String,
-    pub(crate) labels: Labels,
+    pub(crate) labels: std::sync::Arc<Labels>,
     /// Its pods: a contiguous range of pod indices.
     pub(crate) pods: Range<usize>,
 }
@@ -246,7 +246,7 @@ impl PolicyIndex {
                     );
                     namespaces.push(NamespaceInfo {
                         name: key.namespace.clone(),
-                        labels,
+                        labels: std::sync::Arc::new(labels),
                         pods: 0..0,
                     });
                     ns_by_name.insert(key.namespace.clone(), n);

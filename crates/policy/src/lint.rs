@@ -217,7 +217,7 @@ impl DnsTarget {
         let namespace_labels = cluster
             .namespaces
             .get("kube-system")
-            .map(|n| n.meta.labels.clone())
+            .map(|n| (*n.meta.labels).clone())
             .unwrap_or_else(|| {
                 [(
                     "kubernetes.io/metadata.name".to_string(),

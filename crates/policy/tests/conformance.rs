@@ -116,17 +116,16 @@ fn apply(c: &mut Cluster, action: &Value) {
             .as_str()
             .unwrap_or_else(|| panic!("namespace name in {v:?}"));
         let ns = c.namespaces.get_mut(name).expect("namespace");
-        ns.meta.labels = labels(&v["labels"]);
+        let mut l = labels(&v["labels"]);
         // The API server keeps this label whatever is written.
-        ns.meta
-            .labels
-            .insert("kubernetes.io/metadata.name".into(), name.into());
+        l.insert("kubernetes.io/metadata.name".into(), name.into());
+        ns.meta.labels = l.into();
     } else if let Some(v) = obj.get("set_pod_labels") {
         let k = ObjectKey::new(
             v["namespace"].as_str().expect("namespace"),
             v["name"].as_str().expect("name"),
         );
-        c.pods.get_mut(&k).expect("pod").meta.labels = labels(&v["labels"]);
+        c.pods.get_mut(&k).expect("pod").meta.labels = labels(&v["labels"]).into();
     } else if obj.contains_key("delete_all_policies") {
         c.network_policies
             .retain(|k, _| !["x", "y", "z"].contains(&k.namespace.as_str()));

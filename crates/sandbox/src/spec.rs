@@ -188,7 +188,7 @@ fn backends(
     problems: &mut Vec<String>,
 ) -> BTreeMap<u16, SocketAddr> {
     let mut out = BTreeMap::new();
-    for (k, v) in &pod.meta.annotations {
+    for (k, v) in pod.meta.annotations.iter() {
         let Some(suffix) = k.strip_prefix(BACKEND_ANNOTATION_PREFIX) else {
             continue;
         };

@@ -334,7 +334,7 @@ fn items(c: &Cluster, kind: Kind, ns: Option<&str>) -> Vec<Item> {
     let item = |m: &Meta| Item {
         key: ObjectKey::new(m.namespace.clone(), m.name.clone()),
         created: m.creation_timestamp,
-        labels: m.labels.clone(),
+        labels: (*m.labels).clone(),
     };
     let metas: Vec<&Meta> = match kind {
         Kind::Namespace => c.namespaces.values().map(|o| &o.meta).collect(),

@@ -273,7 +273,7 @@ impl NodeInput {
 
 fn default_node(name: &str) -> NodeInput {
     let mut meta = builtin_meta("", name);
-    meta.labels = BTreeMap::from([
+    meta.labels = Arc::new(BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), name.to_string()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
         (
@@ -282,7 +282,7 @@ fn default_node(name: &str) -> NodeInput {
                 .replace("x86_64", "amd64")
                 .replace("aarch64", "arm64"),
         ),
-    ]);
+    ]));
     NodeInput {
         meta,
         internal_ip: None,

@@ -1,6 +1,7 @@
 //! EndpointSlices, as the EndpointSlice controller builds them from pods.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::builtin_meta;
 use super::workloads::stable_suffix;
@@ -219,17 +220,16 @@ fn derive_from<'a>(
             );
             meta.source = svc.meta.source.clone();
             meta.locator = svc.meta.locator.clone();
-            meta.labels = svc.meta.labels.clone();
-            meta.labels
-                .insert("kubernetes.io/service-name".into(), svc.meta.name.clone());
-            meta.labels.insert(
+            let mut labels = (*svc.meta.labels).clone();
+            labels.insert("kubernetes.io/service-name".into(), svc.meta.name.clone());
+            labels.insert(
                 "endpointslice.kubernetes.io/managed-by".into(),
                 ENDPOINTSLICE_CONTROLLER.into(),
             );
             if svc.is_headless() {
-                meta.labels
-                    .insert("service.kubernetes.io/headless".into(), String::new());
+                labels.insert("service.kubernetes.io/headless".into(), String::new());
             }
+            meta.labels = Arc::new(labels);
             out.push(EndpointSlice {
                 meta,
                 service_name: svc.meta.name.clone(),

@@ -188,8 +188,8 @@ pub(crate) fn builtin_meta(namespace: &str, name: &str) -> Meta {
     Meta {
         name: name.to_string(),
         namespace: namespace.to_string(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
+        labels: Arc::default(),
+        annotations: Arc::default(),
         creation_timestamp: None,
         terminating: false,
         source: Source::builtin(),
@@ -211,15 +211,17 @@ fn add_builtin_services(services: &mut Vec<Service>, plan: &AddressPlan) {
                    ports: Vec<ServicePort>,
                    labels: &[(&str, &str)]| {
         let mut meta = builtin_meta(ns, name);
-        meta.labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        meta.labels = Arc::new(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         let raw = core::Service {
             metadata: meta::ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: Some(ns.to_string()),
-                labels: Some(meta.labels.clone()),
+                labels: Some((*meta.labels).clone()),
                 ..Default::default()
             },
             ..Default::default()
@@ -292,7 +294,7 @@ fn namespaces_for(
         .collect();
     let implicit = |name: &str| {
         let mut meta = builtin_meta("", name);
-        meta.labels.insert(
+        Arc::make_mut(&mut meta.labels).insert(
             crate::validate::NAMESPACE_NAME_LABEL.to_string(),
             name.to_string(),
         );

@@ -248,7 +248,7 @@ fn replica_set_for(d: &Workload, hash: &str) -> Workload {
     ));
     let mut meta = d.meta.clone();
     meta.name = name.clone();
-    meta.annotations = BTreeMap::from([
+    meta.annotations = Arc::new(BTreeMap::from([
         (
             "deployment.kubernetes.io/desired-replicas".to_string(),
             d.replicas.to_string(),
@@ -257,7 +257,7 @@ fn replica_set_for(d: &Workload, hash: &str) -> Workload {
             "deployment.kubernetes.io/revision".to_string(),
             "1".to_string(),
         ),
-    ]);
+    ]));
     let mut rs = Workload {
         kind: Kind::ReplicaSet,
         meta,
@@ -270,13 +270,13 @@ fn replica_set_for(d: &Workload, hash: &str) -> Workload {
         raw: WorkloadRaw::ReplicaSet(Arc::default()),
     };
     let labels = rs.template_labels();
-    rs.meta.labels = labels.clone();
+    rs.meta.labels = Arc::new(labels.clone());
     rs.raw = WorkloadRaw::ReplicaSet(Arc::new(apps::ReplicaSet {
         metadata: meta::ObjectMeta {
             name: Some(name),
             namespace: Some(d.meta.namespace.clone()),
             labels: Some(labels),
-            annotations: Some(rs.meta.annotations.clone()),
+            annotations: Some((*rs.meta.annotations).clone()),
             owner_references: Some(vec![owner_ref(Kind::Deployment, &d.meta)]),
             uid: Some(stable_uid("ReplicaSet", &rs.meta.namespace, &rs.meta.name)),
             ..Default::default()
@@ -294,7 +294,7 @@ fn replica_set_for(d: &Workload, hash: &str) -> Workload {
 
 /// The pods a ReplicaSet, StatefulSet or DaemonSet runs.
 fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
-    let template = template_pod(w);
+    let template = stamp(w);
     let wkey = format!("{}/{}/{}", w.kind.as_str(), w.meta.namespace, w.meta.name);
     let start = fnv1a(wkey.as_bytes());
     let node_for = |ordinal: u64| -> String {
@@ -369,21 +369,23 @@ fn pods_of(w: &Workload, nodes: &NodeNames<'_>) -> Vec<Pod> {
 /// reference, a node, and for StatefulSets a stable hostname and subdomain.
 fn make_pod(
     w: &Workload,
-    template_pod: &Arc<core::Pod>,
+    stamp: &Stamp,
     name: String,
     node_name: String,
     identity: Option<(String, Option<String>)>,
     extra_labels: &[(&str, String)],
 ) -> Pod {
-    let mut labels = template_pod.metadata.labels.clone().unwrap_or_default();
-    for (k, v) in extra_labels {
-        labels.insert(k.to_string(), v.clone());
-    }
-    let annotations = template_pod
-        .metadata
-        .annotations
-        .clone()
-        .unwrap_or_default();
+    // Replicas with no labels of their own share their controller's map.
+    let labels = if extra_labels.is_empty() {
+        stamp.labels.clone()
+    } else {
+        let mut labels = (*stamp.labels).clone();
+        for (k, v) in extra_labels {
+            labels.insert(k.to_string(), v.clone());
+        }
+        Arc::new(labels)
+    };
+    let annotations = stamp.annotations.clone();
     let info = &w.pod_spec;
     let (hostname, subdomain) = match identity {
         Some((hostname, subdomain)) => (Some(hostname), subdomain.or(info.subdomain.clone())),
@@ -419,31 +421,43 @@ fn make_pod(
         // `render::pod` writes each pod's own name, labels, node and addresses over them
         // (a PodSpec per pod, then one per workload and copy, was most of the memory of a
         // large cluster).
-        raw: template_pod.clone(),
+        raw: stamp.pod.clone(),
         template: Some(w.template.clone()),
     }
 }
 
-/// The metadata a controller stamps on each pod from a workload's template, without the
-/// per-pod fields (name, node, hostname) and without the spec (the pod's `template`),
-/// shared by every replica.
-fn template_pod(w: &Workload) -> Arc<core::Pod> {
+/// What a controller stamps on each of its pods, shared by every replica.
+struct Stamp {
+    /// The pod's metadata without the per-pod fields (name, node, hostname), labels and
+    /// annotations (`render::pod` writes the pod's own), and without a spec (that is the
+    /// pod's `template`).
+    pod: Arc<core::Pod>,
+    /// The template's labels (with `pod-template-hash` for a derived ReplicaSet).
+    labels: Arc<crate::selector::Labels>,
+    /// The template's annotations.
+    annotations: Arc<BTreeMap<String, String>>,
+}
+
+fn stamp(w: &Workload) -> Stamp {
     let labels = w.template_labels();
-    Arc::new(core::Pod {
-        metadata: meta::ObjectMeta {
-            namespace: Some(w.meta.namespace.clone()),
-            labels: (!labels.is_empty()).then_some(labels),
-            annotations: w
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.annotations.clone()),
-            owner_references: Some(vec![owner_ref(w.kind, &w.meta)]),
-            ..Default::default()
-        },
-        spec: None,
-        status: None,
-    })
+    let annotations = w
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone());
+    Stamp {
+        pod: Arc::new(core::Pod {
+            metadata: meta::ObjectMeta {
+                namespace: Some(w.meta.namespace.clone()),
+                owner_references: Some(vec![owner_ref(w.kind, &w.meta)]),
+                ..Default::default()
+            },
+            spec: None,
+            status: None,
+        }),
+        labels: Arc::new(labels),
+        annotations: Arc::new(annotations.unwrap_or_default()),
+    }
 }
 
 #[cfg(test)]

@@ -171,8 +171,8 @@ fn check_path(cx: &mut Ctx<'_>, field: &str, path: &str, path_type: PathType) {
 }
 
 /// Validates an Ingress.
-pub(super) fn ingress(cx: &mut Ctx<'_>, ing: net::Ingress) -> Option<Ingress> {
-    let meta = cx.meta(&ing.metadata);
+pub(super) fn ingress(cx: &mut Ctx<'_>, mut ing: net::Ingress) -> Option<Ingress> {
+    let meta = cx.meta(&mut ing.metadata);
     let spec = ing.spec.clone().unwrap_or_default();
     let annotation_class = meta.annotations.get("kubernetes.io/ingress.class").cloned();
     let class_name = match (spec.ingress_class_name.clone(), annotation_class) {
@@ -280,8 +280,8 @@ pub(super) fn ingress(cx: &mut Ctx<'_>, ing: net::Ingress) -> Option<Ingress> {
 }
 
 /// Validates an IngressClass.
-pub(super) fn ingress_class(cx: &mut Ctx<'_>, c: net::IngressClass) -> Option<IngressClass> {
-    let meta = cx.meta(&c.metadata);
+pub(super) fn ingress_class(cx: &mut Ctx<'_>, mut c: net::IngressClass) -> Option<IngressClass> {
+    let meta = cx.meta(&mut c.metadata);
     let controller = c
         .spec
         .as_ref()

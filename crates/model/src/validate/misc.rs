@@ -14,8 +14,8 @@ use crate::types::*;
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Validates a Namespace and sets `kubernetes.io/metadata.name`.
-pub(super) fn namespace(cx: &mut Ctx<'_>, ns: core::Namespace) -> Option<Namespace> {
-    let mut meta = cx.meta(&ns.metadata);
+pub(super) fn namespace(cx: &mut Ctx<'_>, mut ns: core::Namespace) -> Option<Namespace> {
+    let mut meta = cx.meta(&mut ns.metadata);
     if let Some(v) = meta.labels.get(NAMESPACE_NAME_LABEL)
         && *v != meta.name
     {
@@ -25,8 +25,7 @@ pub(super) fn namespace(cx: &mut Ctx<'_>, ns: core::Namespace) -> Option<Namespa
                 format!("the API server always sets this label to the namespace's name; {v:?} is replaced by {:?}", meta.name),
             );
     }
-    meta.labels
-        .insert(NAMESPACE_NAME_LABEL.to_string(), meta.name.clone());
+    Arc::make_mut(&mut meta.labels).insert(NAMESPACE_NAME_LABEL.to_string(), meta.name.clone());
     cx.ok().then(|| Namespace {
         meta,
         implicit: false,
@@ -35,8 +34,8 @@ pub(super) fn namespace(cx: &mut Ctx<'_>, ns: core::Namespace) -> Option<Namespa
 }
 
 /// Validates a Node.
-pub(super) fn node(cx: &mut Ctx<'_>, node: core::Node) -> Option<NodeInput> {
-    let meta = cx.meta(&node.metadata);
+pub(super) fn node(cx: &mut Ctx<'_>, mut node: core::Node) -> Option<NodeInput> {
+    let meta = cx.meta(&mut node.metadata);
     let spec = node.spec.clone().unwrap_or_default();
     let mut pod_cidrs = Vec::new();
     let mut cidrs: Vec<String> = spec.pod_cidrs.clone().unwrap_or_default();
@@ -135,9 +134,9 @@ fn check_address(cx: &mut Ctx<'_>, field: &str, address_type: AddressType, a: &s
 /// Validates an EndpointSlice written in the manifests.
 pub(super) fn endpoint_slice(
     cx: &mut Ctx<'_>,
-    s: discovery::EndpointSlice,
+    mut s: discovery::EndpointSlice,
 ) -> Option<EndpointSlice> {
-    let meta = cx.meta(&s.metadata);
+    let meta = cx.meta(&mut s.metadata);
     let address_type = match s.address_type.as_str() {
         "IPv4" => AddressType::IPv4,
         "IPv6" => AddressType::IPv6,
@@ -232,8 +231,8 @@ pub(super) fn endpoint_slice(
 
 /// Converts a legacy Endpoints object to EndpointSlices (one per address family and subset),
 /// as the EndpointSlice mirroring controller does.
-pub(super) fn endpoints(cx: &mut Ctx<'_>, ep: core::Endpoints) -> Option<Vec<EndpointSlice>> {
-    let meta = cx.meta(&ep.metadata);
+pub(super) fn endpoints(cx: &mut Ctx<'_>, mut ep: core::Endpoints) -> Option<Vec<EndpointSlice>> {
+    let meta = cx.meta(&mut ep.metadata);
     let mut slices = Vec::new();
     for (i, subset) in ep.subsets.iter().flatten().enumerate() {
         let field = format!("subsets[{i}]");
@@ -300,13 +299,13 @@ pub(super) fn endpoints(cx: &mut Ctx<'_>, ep: core::Endpoints) -> Option<Vec<End
                     format!("-{i}")
                 }
             );
-            m.labels = BTreeMap::from([
+            m.labels = Arc::new(BTreeMap::from([
                 ("kubernetes.io/service-name".to_string(), meta.name.clone()),
                 (
                     "endpointslice.kubernetes.io/managed-by".to_string(),
                     "endpointslicemirroring-controller.k8s.io".to_string(),
                 ),
-            ]);
+            ]));
             slices.push(EndpointSlice {
                 meta: m,
                 service_name: meta.name.clone(),
@@ -321,8 +320,8 @@ pub(super) fn endpoints(cx: &mut Ctx<'_>, ep: core::Endpoints) -> Option<Vec<End
 }
 
 /// Validates a Secret; `kubernetes.io/tls` Secrets need `tls.crt` and `tls.key`.
-pub(super) fn secret(cx: &mut Ctx<'_>, s: core::Secret) -> Option<Secret> {
-    let meta = cx.meta(&s.metadata);
+pub(super) fn secret(cx: &mut Ctx<'_>, mut s: core::Secret) -> Option<Secret> {
+    let meta = cx.meta(&mut s.metadata);
     let type_ = s.type_.clone().unwrap_or_else(|| "Opaque".to_string());
     let mut data: BTreeMap<String, Vec<u8>> = s
         .data
@@ -371,8 +370,8 @@ fn valid_config_key(k: &str) -> bool {
 }
 
 /// Validates a ConfigMap.
-pub(super) fn config_map(cx: &mut Ctx<'_>, c: core::ConfigMap) -> Option<ConfigMap> {
-    let meta = cx.meta(&c.metadata);
+pub(super) fn config_map(cx: &mut Ctx<'_>, mut c: core::ConfigMap) -> Option<ConfigMap> {
+    let meta = cx.meta(&mut c.metadata);
     let data = c.data.clone().unwrap_or_default();
     for k in data.keys() {
         if !valid_config_key(k) {

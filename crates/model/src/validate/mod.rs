@@ -15,6 +15,7 @@ pub use misc::NAMESPACE_NAME_LABEL;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use serde::de::DeserializeOwned;
@@ -499,7 +500,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Validates metadata and converts it.
-    pub(crate) fn meta(&mut self, m: &meta::ObjectMeta) -> Meta {
+    pub(crate) fn meta(&mut self, m: &mut meta::ObjectMeta) -> Meta {
         let name = m.name.clone().unwrap_or_default();
         if name.is_empty() {
             if m.generate_name.is_some() {
@@ -552,7 +553,7 @@ impl<'a> Ctx<'a> {
             }
             String::new()
         };
-        let labels = m.labels.clone().unwrap_or_default();
+        let labels = m.labels.take().unwrap_or_default();
         for (k, v) in &labels {
             if let Err(e) = names::qualified_name(k) {
                 self.error(
@@ -569,7 +570,7 @@ impl<'a> Ctx<'a> {
                 );
             }
         }
-        let annotations = m.annotations.clone().unwrap_or_default();
+        let annotations = m.annotations.take().unwrap_or_default();
         for k in annotations.keys() {
             if let Err(e) = names::qualified_name(k) {
                 self.error(
@@ -582,8 +583,8 @@ impl<'a> Ctx<'a> {
         Meta {
             name,
             namespace,
-            labels,
-            annotations,
+            labels: Arc::new(labels),
+            annotations: Arc::new(annotations),
             creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0),
             terminating: m.deletion_timestamp.is_some(),
             source: self.raw.source.clone(),

@@ -326,8 +326,8 @@ fn probe(cx: &mut Ctx<'_>, field: &str, p: &core::Probe) -> Option<Probe> {
 }
 
 /// Validates a Pod written directly.
-pub(super) fn pod(cx: &mut Ctx<'_>, pod: core::Pod) -> Option<Pod> {
-    let meta = cx.meta(&pod.metadata);
+pub(super) fn pod(cx: &mut Ctx<'_>, mut pod: core::Pod) -> Option<Pod> {
+    let meta = cx.meta(&mut pod.metadata);
     let spec = pod.spec.clone().unwrap_or_default();
     if pod.spec.is_none() {
         cx.error(
@@ -512,7 +512,7 @@ fn template_check(cx: &mut Ctx<'_>, template: &core::PodTemplateSpec) -> PodSpec
 
 /// Validates a Deployment.
 pub(super) fn deployment(cx: &mut Ctx<'_>, mut d: apps::Deployment) -> Option<Workload> {
-    let meta = cx.meta(&d.metadata);
+    let meta = cx.meta(&mut d.metadata);
     let spec = &d.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
     let replicas = replicas(cx, spec.replicas);
@@ -532,7 +532,7 @@ pub(super) fn deployment(cx: &mut Ctx<'_>, mut d: apps::Deployment) -> Option<Wo
 
 /// Validates a ReplicaSet.
 pub(super) fn replica_set(cx: &mut Ctx<'_>, mut r: apps::ReplicaSet) -> Option<Workload> {
-    let meta = cx.meta(&r.metadata);
+    let meta = cx.meta(&mut r.metadata);
     let template = r.spec.template.take().unwrap_or_default();
     let spec = &r.spec;
     let selector = workload_selector(cx, &spec.selector, &template);
@@ -553,7 +553,7 @@ pub(super) fn replica_set(cx: &mut Ctx<'_>, mut r: apps::ReplicaSet) -> Option<W
 
 /// Validates a StatefulSet.
 pub(super) fn stateful_set(cx: &mut Ctx<'_>, mut s: apps::StatefulSet) -> Option<Workload> {
-    let meta = cx.meta(&s.metadata);
+    let meta = cx.meta(&mut s.metadata);
     let spec = &s.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
     let replicas = replicas(cx, spec.replicas);
@@ -590,7 +590,7 @@ pub(super) fn stateful_set(cx: &mut Ctx<'_>, mut s: apps::StatefulSet) -> Option
 
 /// Validates a DaemonSet.
 pub(super) fn daemon_set(cx: &mut Ctx<'_>, mut d: apps::DaemonSet) -> Option<Workload> {
-    let meta = cx.meta(&d.metadata);
+    let meta = cx.meta(&mut d.metadata);
     let spec = &d.spec;
     let selector = workload_selector(cx, &spec.selector, &spec.template);
     let pod_spec = template_check(cx, &spec.template);

@@ -134,8 +134,11 @@ fn rule(
 
 /// Validates a NetworkPolicy and defaults `policyTypes` as the API server does: Ingress,
 /// plus Egress when the policy has egress rules.
-pub(super) fn network_policy(cx: &mut Ctx<'_>, np: net::NetworkPolicy) -> Option<NetworkPolicy> {
-    let meta = cx.meta(&np.metadata);
+pub(super) fn network_policy(
+    cx: &mut Ctx<'_>,
+    mut np: net::NetworkPolicy,
+) -> Option<NetworkPolicy> {
+    let meta = cx.meta(&mut np.metadata);
     let spec = np.spec.clone().unwrap_or_default();
     let pod_selector = match &spec.pod_selector {
         Some(s) => cx.selector("spec.podSelector", s).unwrap_or_default(),

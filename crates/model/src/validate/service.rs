@@ -13,8 +13,8 @@ use crate::types::*;
 
 /// Validates and defaults a Service. Addresses given in the manifest are kept; the rest is
 /// allocated later.
-pub(super) fn service(cx: &mut Ctx<'_>, svc: core::Service) -> Option<Service> {
-    let meta = cx.meta(&svc.metadata);
+pub(super) fn service(cx: &mut Ctx<'_>, mut svc: core::Service) -> Option<Service> {
+    let meta = cx.meta(&mut svc.metadata);
     let spec = svc.spec.clone().unwrap_or_default();
     let type_ = match spec.type_.as_deref() {
         None | Some("ClusterIP") => ServiceType::ClusterIP,
