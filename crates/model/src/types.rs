@@ -361,8 +361,8 @@ pub struct Pod {
     pub hostname: Option<String>,
     /// `spec.subdomain`.
     pub subdomain: Option<String>,
-    /// Containers.
-    pub containers: Vec<Container>,
+    /// Containers (shared by the replicas of one controller).
+    pub containers: Arc<Vec<Container>>,
     /// Phase.
     pub phase: PodPhase,
     /// The Ready condition.

@@ -84,7 +84,7 @@ fn add_sctp_ports(c: &mut Cluster) {
             continue;
         }
         for port in [80u16, 81] {
-            p.containers.push(Container {
+            std::sync::Arc::make_mut(&mut p.containers).push(Container {
                 name: format!("cont-{port}-sctp"),
                 image: "registry.k8s.io/e2e-test-images/agnhost:2.52".into(),
                 ports: vec![ContainerPort {

@@ -133,6 +133,10 @@ pub(crate) fn derive(
         }
         fresh.push((k.clone(), p));
     }
+    // The emptied slots and the keys go before the tree is built: at 50,000 pods each is
+    // tens of MB, and this is the peak of a load.
+    drop(slots);
+    drop(keys);
     let mut derived: BTreeMap<ObjectKey, Pod> = fresh.into_iter().collect();
     all_pods.append(&mut derived);
     c.workloads = workload_map;

@@ -408,7 +408,7 @@ fn make_pod(
         host_network: info.host_network,
         hostname,
         subdomain,
-        containers: info.containers.clone(),
+        containers: stamp.containers.clone(),
         phase: PodPhase::Running,
         ready: true,
         dns_policy: info.dns_policy,
@@ -436,6 +436,8 @@ struct Stamp {
     labels: Arc<crate::selector::Labels>,
     /// The template's annotations.
     annotations: Arc<BTreeMap<String, String>>,
+    /// The template's containers, validated.
+    containers: Arc<Vec<Container>>,
 }
 
 fn stamp(w: &Workload) -> Stamp {
@@ -457,6 +459,7 @@ fn stamp(w: &Workload) -> Stamp {
         }),
         labels: Arc::new(labels),
         annotations: Arc::new(annotations.unwrap_or_default()),
+        containers: Arc::new(w.pod_spec.containers.clone()),
     }
 }
 

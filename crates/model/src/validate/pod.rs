@@ -403,7 +403,7 @@ pub(super) fn pod(cx: &mut Ctx<'_>, mut pod: core::Pod) -> Option<Pod> {
         host_network: parts.host_network,
         hostname: parts.hostname,
         subdomain: parts.subdomain,
-        containers: parts.containers,
+        containers: Arc::new(parts.containers),
         phase,
         ready,
         dns_policy: parts.dns_policy,
