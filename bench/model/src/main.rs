@@ -14,6 +14,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+/// The allocator svcnet itself uses (crates/svcnet/src/main.rs), so that the figures are
+/// svcnet's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use svcnet_model::{AddressPlan, Cluster, lint, validate};

@@ -425,7 +425,11 @@ pub fn workload(c: &Cluster, w: &Workload) -> Value {
             to_value(&d)
         }
         WorkloadRaw::ReplicaSet(r) => {
-            let mut r: apps::ReplicaSet = (**r).clone();
+            let mut r: apps::ReplicaSet = if w.template_hash.is_some() {
+                crate::derive::derived_replica_set(w)
+            } else {
+                (**r).clone()
+            };
             restore_maps(&mut r.metadata, &w.meta);
             r.metadata.namespace = Some(w.meta.namespace.clone());
             r.spec.template = Some(w.template_as_written());

@@ -430,8 +430,8 @@ impl Pod {
 /// from its template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodSpecInfo {
-    /// Containers (and sidecar init containers).
-    pub containers: Vec<Container>,
+    /// Containers (and sidecar init containers), shared with the pods stamped from it.
+    pub containers: Arc<Vec<Container>>,
     /// `hostNetwork`.
     pub host_network: bool,
     /// `hostname`.

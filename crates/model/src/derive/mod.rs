@@ -22,6 +22,7 @@ use crate::validate::Objects;
 pub use alloc::{fnv1a, natural_cmp};
 pub(crate) use endpoints::derive_all as derive_all_slices;
 pub use endpoints::derive_for as derive_slices;
+pub(crate) use workloads::derived_replica_set;
 pub use workloads::stable_uid;
 
 /// Namespaces every cluster has.

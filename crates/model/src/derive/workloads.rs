@@ -78,11 +78,15 @@ pub fn stable_uid(kind: &str, namespace: &str, name: &str) -> String {
 }
 
 fn owner_ref(kind: Kind, m: &Meta) -> meta::OwnerReference {
+    owner_ref_to(kind, &m.namespace, &m.name)
+}
+
+fn owner_ref_to(kind: Kind, namespace: &str, name: &str) -> meta::OwnerReference {
     meta::OwnerReference {
         api_version: kind.api_version().to_string(),
         kind: kind.as_str().to_string(),
-        name: m.name.clone(),
-        uid: stable_uid(kind.as_str(), &m.namespace, &m.name),
+        name: name.to_string(),
+        uid: stable_uid(kind.as_str(), namespace, name),
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
@@ -267,29 +271,48 @@ fn replica_set_for(d: &Workload, hash: &str) -> Workload {
         template: d.template.clone(),
         pod_spec: d.pod_spec.clone(),
         template_hash: Some(hash.to_string()),
-        raw: WorkloadRaw::ReplicaSet(Arc::default()),
+        // Everything of its object is in the Workload: one empty raw object shared by all
+        // derived ReplicaSets, and `render::workload` builds the rest
+        // ([`derived_replica_set`]).
+        raw: WorkloadRaw::ReplicaSet(EMPTY_REPLICA_SET.clone()),
     };
-    let labels = rs.template_labels();
-    rs.meta.labels = Arc::new(labels.clone());
-    rs.raw = WorkloadRaw::ReplicaSet(Arc::new(apps::ReplicaSet {
+    rs.meta.labels = Arc::new(rs.template_labels());
+    rs
+}
+
+static EMPTY_REPLICA_SET: std::sync::LazyLock<Arc<apps::ReplicaSet>> =
+    std::sync::LazyLock::new(Arc::default);
+
+/// The object of a ReplicaSet svcnet derived from a Deployment (its `template_hash` is
+/// set), without its template: what the Deployment controller would have created.
+pub(crate) fn derived_replica_set(w: &Workload) -> apps::ReplicaSet {
+    let hash = w.template_hash.as_deref().unwrap_or_default();
+    let deployment = w
+        .meta
+        .name
+        .strip_suffix(hash)
+        .and_then(|n| n.strip_suffix('-'))
+        .unwrap_or(&w.meta.name);
+    apps::ReplicaSet {
         metadata: meta::ObjectMeta {
-            name: Some(name),
-            namespace: Some(d.meta.namespace.clone()),
-            labels: Some(labels),
-            annotations: Some((*rs.meta.annotations).clone()),
-            owner_references: Some(vec![owner_ref(Kind::Deployment, &d.meta)]),
-            uid: Some(stable_uid("ReplicaSet", &rs.meta.namespace, &rs.meta.name)),
+            name: Some(w.meta.name.clone()),
+            namespace: Some(w.meta.namespace.clone()),
+            owner_references: Some(vec![owner_ref_to(
+                Kind::Deployment,
+                &w.meta.namespace,
+                deployment,
+            )]),
+            uid: Some(stable_uid("ReplicaSet", &w.meta.namespace, &w.meta.name)),
             ..Default::default()
         },
         spec: apps::ReplicaSetSpec {
-            replicas: Some(i32::try_from(d.replicas).unwrap_or(i32::MAX)),
-            selector: rs.selector.to_k8s(),
+            replicas: Some(i32::try_from(w.replicas).unwrap_or(i32::MAX)),
+            selector: w.selector.to_k8s(),
             template: None,
             ..Default::default()
         },
         status: None,
-    }));
-    rs
+    }
 }
 
 /// The pods a ReplicaSet, StatefulSet or DaemonSet runs.
@@ -441,7 +464,12 @@ struct Stamp {
 }
 
 fn stamp(w: &Workload) -> Stamp {
-    let labels = w.template_labels();
+    // A derived ReplicaSet's labels are its template's (with the hash): one map for both.
+    let labels = if w.kind == Kind::ReplicaSet && w.template_hash.is_some() {
+        w.meta.labels.clone()
+    } else {
+        Arc::new(w.template_labels())
+    };
     let annotations = w
         .template
         .metadata
@@ -457,9 +485,9 @@ fn stamp(w: &Workload) -> Stamp {
             spec: None,
             status: None,
         }),
-        labels: Arc::new(labels),
+        labels,
         annotations: Arc::new(annotations.unwrap_or_default()),
-        containers: Arc::new(w.pod_spec.containers.clone()),
+        containers: w.pod_spec.containers.clone(),
     }
 }
 

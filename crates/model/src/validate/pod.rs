@@ -222,7 +222,7 @@ fn pod_spec(cx: &mut Ctx<'_>, prefix: &str, spec: &core::PodSpec) -> PodSpecInfo
         }
     }
     PodSpecInfo {
-        containers,
+        containers: Arc::new(containers),
         host_network,
         hostname: spec.hostname.clone().filter(|s| !s.is_empty()),
         subdomain: spec.subdomain.clone().filter(|s| !s.is_empty()),
@@ -403,7 +403,7 @@ pub(super) fn pod(cx: &mut Ctx<'_>, mut pod: core::Pod) -> Option<Pod> {
         host_network: parts.host_network,
         hostname: parts.hostname,
         subdomain: parts.subdomain,
-        containers: Arc::new(parts.containers),
+        containers: parts.containers,
         phase,
         ready,
         dns_policy: parts.dns_policy,
