@@ -38,8 +38,15 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         c.counts().iter().map(|(_, n)| n).sum::<usize>() + c.others.len()
     });
     if let Some(c) = &cluster {
-        diags.extend(lint::lint(c));
-        diags.extend(data_plane_findings(c, &args.classes.controller()));
+        // The model's lints and the data planes' (policy index, ingress table) read the
+        // same cluster and nothing else: one each per core.
+        let classes = args.classes.controller();
+        let (lints, planes) = std::thread::scope(|s| {
+            let planes = s.spawn(|| data_plane_findings(c, &classes));
+            (lint::lint(c), planes.join())
+        });
+        diags.extend(lints);
+        diags.extend(planes.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         diags.sort();
     }
     if args.quiet {
