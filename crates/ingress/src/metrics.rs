@@ -5,7 +5,7 @@
 //! | `requests_total` | counter | `ingress`, `host`, `path`, `status` | requests answered (`ingress` empty when no route matched) |
 //! | `request_duration_seconds` | histogram | `ingress` | from the request head to the response head |
 //! | `upstream_duration_seconds` | histogram | `ingress` | from sending upstream to the upstream response head |
-//! | `upstream_errors_total` | counter | `kind` | `connect_refused`, `connect_timeout`, `connect_error`, `tls`, `read_timeout`, `protocol`, `auth` |
+//! | `upstream_errors_total` | counter | `kind` | `connect_refused`, `connect_timeout`, `connect_error`, `tls`, `send_timeout`, `read_timeout`, `protocol`, `auth` |
 //! | `active_connections` | gauge | `listener` | client connections open (`http`, `https`) |
 //! | `connections_refused_total` | counter | `listener` | connections closed at once: the connection cap was reached |
 //! | `limited_total` | counter | `ingress`, `reason` | requests refused by `limit-*` (503) |

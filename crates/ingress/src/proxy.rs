@@ -9,6 +9,7 @@
 //! end; one dropped half-way is closed.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,16 +59,124 @@ pub struct LimitedBody {
     limit: Option<u64>,
     seen: u64,
     exceeded: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 }
 
 impl LimitedBody {
-    /// Wraps `inner`; `exceeded` is set when more than `limit` bytes arrive.
-    pub fn new(inner: Incoming, limit: Option<u64>, exceeded: Arc<AtomicBool>) -> LimitedBody {
+    /// Wraps `inner`; `exceeded` is set when more than `limit` bytes arrive, and
+    /// `progress` follows the body on its way upstream (`proxy-send-timeout`).
+    pub fn new(
+        inner: Incoming,
+        limit: Option<u64>,
+        exceeded: Arc<AtomicBool>,
+        progress: Arc<Progress>,
+    ) -> LimitedBody {
         LimitedBody {
             inner,
             limit,
             seen: 0,
             exceeded,
+            progress,
+        }
+    }
+}
+
+/// Where the exchange with the upstream stands, for ingress-nginx's timeouts:
+/// `proxy-send-timeout` bounds the time between two writes of the request to the upstream,
+/// `proxy-read-timeout` the time from the end of the request to the response head. Time
+/// spent waiting for the client's own body counts against neither (ingress-nginx buffers
+/// the body first; svcnet streams it).
+#[derive(Debug)]
+pub struct Progress {
+    base: Instant,
+    /// Milliseconds since `base` of the last change, shifted left by 2, or'ed with the
+    /// phase.
+    state: std::sync::atomic::AtomicU64,
+}
+
+/// Runs `exchange` (the request sent, its response head awaited) under
+/// `proxy-send-timeout` and `proxy-read-timeout` as `progress` reports them: one timer,
+/// moved on as the exchange progresses.
+pub async fn watched<F: Future>(
+    exchange: F,
+    progress: &Progress,
+    send: Duration,
+    read: Duration,
+) -> Result<F::Output, Stall> {
+    let mut exchange = std::pin::pin!(exchange);
+    let first = progress.check(Instant::now(), send, read)?;
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(first));
+    let mut sleep = std::pin::pin!(sleep);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut exchange => return Ok(out),
+            () = &mut sleep => {
+                let next = progress.check(Instant::now(), send, read)?;
+                sleep.as_mut().reset(tokio::time::Instant::from_std(next));
+            }
+        }
+    }
+}
+
+/// The phases of [`Progress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The body's next bytes are awaited from the client.
+    Client = 0,
+    /// Bytes were handed over for the upstream, which has yet to take more.
+    Sending = 1,
+    /// The request is sent; the response head is awaited.
+    Sent = 2,
+}
+
+/// Which timeout an exchange ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// `proxy-send-timeout`: the upstream took no more of the request.
+    Send,
+    /// `proxy-read-timeout`: no response head after the request.
+    Read,
+}
+
+impl Progress {
+    /// Starts in `phase`, now.
+    pub fn new(phase: Phase) -> Arc<Progress> {
+        Arc::new(Progress {
+            base: Instant::now(),
+            state: std::sync::atomic::AtomicU64::new(phase as u64),
+        })
+    }
+
+    fn set(&self, phase: Phase) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX >> 2);
+        self.state
+            .store((ms << 2) | phase as u64, Ordering::Relaxed);
+    }
+
+    /// The phase and when it began.
+    pub fn get(&self) -> (Phase, Instant) {
+        let s = self.state.load(Ordering::Relaxed);
+        let phase = match s & 3 {
+            0 => Phase::Client,
+            1 => Phase::Sending,
+            _ => Phase::Sent,
+        };
+        (phase, self.base + Duration::from_millis(s >> 2))
+    }
+
+    /// At `now`: the stall, if a timeout has run out, else when to look again.
+    pub fn check(&self, now: Instant, send: Duration, read: Duration) -> Result<Instant, Stall> {
+        let (phase, since) = self.get();
+        let (deadline, stall) = match phase {
+            Phase::Client => return Ok(now + send.max(Duration::from_millis(100))),
+            Phase::Sending => (since + send, Stall::Send),
+            Phase::Sent => (since + read, Stall::Read),
+        };
+        if now >= deadline {
+            Err(stall)
+        } else {
+            Ok(deadline)
         }
     }
 }
@@ -89,11 +198,22 @@ impl Body for ReqBody {
             ReqBody::Empty => Poll::Ready(None),
             ReqBody::Client(b) => {
                 let frame = match Pin::new(&mut b.inner).poll_frame(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => {
+                        b.progress.set(Phase::Client);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(None) => {
+                        b.progress.set(Phase::Sent);
+                        return Poll::Ready(None);
+                    }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
                     Poll::Ready(Some(Ok(f))) => f,
                 };
+                b.progress.set(if b.inner.is_end_stream() {
+                    Phase::Sent
+                } else {
+                    Phase::Sending
+                });
                 if let Some(d) = frame.data_ref() {
                     b.seen += d.len() as u64;
                     if let Some(limit) = b.limit
@@ -142,8 +262,39 @@ pub struct RespBody {
 #[derive(Debug)]
 enum RespKind {
     Full(Option<Bytes>),
-    Upstream(Incoming, Option<PoolReturn>),
+    Upstream(Incoming, Option<PoolReturn>, Option<Gap>),
 }
+
+/// `proxy-read-timeout` between two reads of a response body: armed when the body has
+/// nothing to give, re-armed only after bytes came (one clock read per wait, none per
+/// frame).
+#[derive(Debug)]
+struct Gap {
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    moved: bool,
+}
+
+impl Gap {
+    /// True when the body has been silent for `timeout`.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match &mut self.sleep {
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            Some(s) if self.moved => s.as_mut().reset(deadline),
+            Some(_) => {}
+        }
+        self.moved = false;
+        self.sleep
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(cx).is_ready())
+    }
+}
+
+/// A response body that stopped for longer than `proxy-read-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent no response bytes for proxy-read-timeout ({0:?})")]
+pub struct BodyStalled(pub Duration);
 
 impl RespBody {
     /// A body made by the controller.
@@ -155,8 +306,13 @@ impl RespBody {
         }
     }
 
-    /// The upstream's body; the pooled connection goes back at its end.
-    pub fn upstream(body: Incoming, ret: Option<PoolReturn>) -> RespBody {
+    /// The upstream's body; the pooled connection goes back at its end. The body fails
+    /// (and the connection is closed) when it stops for `read_timeout`.
+    pub fn upstream(
+        body: Incoming,
+        ret: Option<PoolReturn>,
+        read_timeout: Option<Duration>,
+    ) -> RespBody {
         let ret = match ret {
             Some(r) if body.is_end_stream() => {
                 r.give_back();
@@ -164,8 +320,13 @@ impl RespBody {
             }
             other => other,
         };
+        let gap = read_timeout.map(|timeout| Gap {
+            timeout,
+            sleep: None,
+            moved: false,
+        });
         RespBody {
-            kind: RespKind::Upstream(body, ret),
+            kind: RespKind::Upstream(body, ret, gap),
             _hold: Hold::default(),
         }
     }
@@ -187,8 +348,19 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
             RespKind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            RespKind::Upstream(body, ret) => match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Pending => Poll::Pending,
+            RespKind::Upstream(body, ret, gap) => match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Pending => match gap {
+                    Some(g) => {
+                        if g.stalled(cx) {
+                            // The pooled connection is dropped, not given back: closed.
+                            ret.take();
+                            Poll::Ready(Some(Err(Box::new(BodyStalled(g.timeout)))))
+                        } else {
+                            Poll::Pending
+                        }
+                    }
+                    None => Poll::Pending,
+                },
                 Poll::Ready(None) => {
                     if let Some(r) = ret.take() {
                         r.give_back();
@@ -196,6 +368,9 @@ impl Body for RespBody {
                     Poll::Ready(None)
                 }
                 Poll::Ready(Some(Ok(f))) => {
+                    if let Some(g) = gap {
+                        g.moved = true;
+                    }
                     if body.is_end_stream()
                         && let Some(r) = ret.take()
                     {
@@ -214,14 +389,14 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             RespKind::Full(b) => b.is_none(),
-            RespKind::Upstream(b, _) => b.is_end_stream(),
+            RespKind::Upstream(b, _, _) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             RespKind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            RespKind::Upstream(b, _) => b.size_hint(),
+            RespKind::Upstream(b, _, _) => b.size_hint(),
         }
     }
 }

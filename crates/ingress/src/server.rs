@@ -40,8 +40,8 @@ use crate::cors;
 use crate::limits::RouteLimiter;
 use crate::metrics::{IngressLabels, LimitLabels, ListenerLabels, Metrics, RequestLabels};
 use crate::proxy::{
-    self, ConnectError, Forwarded, Hold, LimitedBody, PickRequest, Proto, ReqBody, RespBody,
-    SendError, Upstreams,
+    self, ConnectError, Forwarded, Hold, LimitedBody, Phase, PickRequest, Progress, Proto, ReqBody,
+    RespBody, SendError, Stall, Upstreams,
 };
 use crate::route::RouteTable;
 use crate::table::{Decision, HashBy, Reply, RouteRequest, Scheme, Upstream};
@@ -1047,14 +1047,17 @@ async fn forward(
     }
     let policy = &route.policy;
     let exceeded = Arc::new(AtomicBool::new(false));
-    let body = if body.is_end_stream() {
-        ReqBody::Empty
+    let (body, progress) = if body.is_end_stream() {
+        (ReqBody::Empty, Progress::new(Phase::Sent))
     } else {
-        ReqBody::Client(LimitedBody::new(
+        let progress = Progress::new(Phase::Sending);
+        let body = LimitedBody::new(
             body,
             policy.proxy_body_size,
             exceeded.clone(),
-        ))
+            progress.clone(),
+        );
+        (ReqBody::Client(body), progress)
     };
     let authority = if host.is_empty() {
         backend
@@ -1149,11 +1152,25 @@ async fn forward(
                 break None;
             };
             let reused = c.reused();
-            match tokio::time::timeout(bpol.read_timeout, Upstreams::send(c, r)).await {
-                Err(_) => {
+            let exchange = proxy::watched(
+                Upstreams::send(c, r),
+                &progress,
+                bpol.send_timeout,
+                bpol.read_timeout,
+            );
+            match exchange.await {
+                Err(Stall::Read) => {
                     metrics.upstream_error("read_timeout");
                     out.reason = format!(
                         "upstream {} did not answer within proxy-read-timeout",
+                        ep.addr
+                    );
+                    return plain(504, &out.reason, Vec::new());
+                }
+                Err(Stall::Send) => {
+                    metrics.upstream_error("send_timeout");
+                    out.reason = format!(
+                        "upstream {} took no more of the request for proxy-send-timeout",
                         ep.addr
                     );
                     return plain(504, &out.reason, Vec::new());
@@ -1221,6 +1238,7 @@ async fn forward(
         if let Some(c) = pick.set_cookie {
             parts.headers.append(header::SET_COOKIE, c);
         }
-        return Response::from_parts(parts, RespBody::upstream(body, ret));
+        let body = RespBody::upstream(body, ret, Some(bpol.read_timeout));
+        return Response::from_parts(parts, body);
     }
 }

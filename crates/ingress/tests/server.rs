@@ -871,6 +871,153 @@ async fn read_timeout_gives_504() {
     );
 }
 
+/// How a raw backend misbehaves.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// Reads the request head, sends a response head promising 100 bytes, 10 of them, then
+    /// nothing for 20 s.
+    StallBody,
+    /// Never reads (a 4 KiB receive buffer), never answers.
+    NoRead,
+}
+
+/// A backend written by hand on `addr`, for the stalls a well-behaved server never makes.
+async fn serve_raw(addr: SocketAddr, how: Raw) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_reuseaddr(true).unwrap();
+    if matches!(how, Raw::NoRead) {
+        sock.set_recv_buffer_size(4096).unwrap();
+    }
+    sock.bind(addr).unwrap();
+    let listener = sock.listen(64).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if matches!(how, Raw::StallBody) {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                drop(s);
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn read_timeout_also_bounds_gaps_in_the_response_body() {
+    let (env, table) = start(
+        |p| {
+            workload("web", 1, p)
+                + &ingress("stall", "stall.test", "web", &[("proxy-read-timeout", "1")])
+        },
+        &[],
+    )
+    .await;
+    for ep in endpoints_of(&table, "web") {
+        serve_raw(ep, Raw::StallBody).await;
+    }
+    let t = Instant::now();
+    let r = get(&env, "stall.test", "/", &[]).await;
+    // The head came (200) and 10 bytes; then the connection is cut, not held for 20 s.
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, "0123456789", "{r:?}");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn send_timeout_gives_504_when_the_upstream_takes_no_more_of_the_body() {
+    let (env, table) = start(
+        |p| {
+            workload("web", 1, p)
+                + &ingress(
+                    "upload",
+                    "upload.test",
+                    "web",
+                    &[
+                        ("proxy-send-timeout", "1"),
+                        ("proxy-read-timeout", "30"),
+                        ("proxy-body-size", "0"),
+                    ],
+                )
+        },
+        &[],
+    )
+    .await;
+    for ep in endpoints_of(&table, "web") {
+        serve_raw(ep, Raw::NoRead).await;
+    }
+    // 64 MiB: more than the loopback socket buffers on both sides can hold.
+    let dir = temp_dir("upload");
+    let file = dir.join("body");
+    std::fs::write(&file, vec![b'x'; 64 << 20]).unwrap();
+    let data = format!("@{}", file.display());
+    let t = Instant::now();
+    let r = get(
+        &env,
+        "upload.test",
+        "/",
+        &["-H", "Expect:", "--data-binary", data.as_str()],
+    )
+    .await;
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(r.body.contains("proxy-send-timeout"), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_slow_client_body_is_not_an_upstream_send_timeout() {
+    let (env, _) = start(
+        |p| {
+            workload("web", 1, p)
+                + &ingress(
+                    "drip",
+                    "drip.test",
+                    "web",
+                    &[("proxy-send-timeout", "1"), ("proxy-read-timeout", "1")],
+                )
+        },
+        &["web"],
+    )
+    .await;
+    // 48 KB at 16 KB/s: about 3 s of body, none of it the upstream's fault.
+    let dir = temp_dir("drip");
+    let file = dir.join("body");
+    std::fs::write(&file, vec![b'y'; 48_000]).unwrap();
+    let data = format!("@{}", file.display());
+    let r = get(
+        &env,
+        "drip.test",
+        "/",
+        &[
+            "-H",
+            "Expect:",
+            "--limit-rate",
+            "16K",
+            "--data-binary",
+            data.as_str(),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(line(&r.body, "body-len: "), Some("48000"), "{r:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn cookie_affinity_sticks_to_one_pod() {
     let (env, _) = start(
