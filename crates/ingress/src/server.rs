@@ -65,6 +65,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The access log (default off; `svcnet up` writes it to stderr).
     pub access_log: accesslog::AccessLogConfig,
+    /// Threads that serve client connections, as nginx's worker processes: each runs a
+    /// single-threaded runtime with its own listeners on the same addresses
+    /// (`SO_REUSEPORT`, the kernel spreads connections) and its own upstream pools, so a
+    /// request never changes thread. 0 (the default): the caller's runtime serves them.
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +82,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
             access_log: accesslog::AccessLogConfig::default(),
+            workers: 0,
         }
     }
 }
@@ -114,6 +120,9 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A worker thread or its runtime could not start.
+    #[error("ingress worker: {0}")]
+    Worker(String),
 }
 
 /// Per-route state that outlives a request: limiters, round-robin cursors, and the
@@ -143,7 +152,8 @@ struct Shared {
     certs: Arc<ArcSwap<CertStore>>,
     secret_cache: Mutex<SecretCache>,
     limiters: Mutex<HashMap<String, Arc<RouteLimiter>>>,
-    upstreams: Upstreams,
+    /// One set of upstream pools per worker ([`WORKER`]).
+    upstreams: Vec<Upstreams>,
     metrics: Metrics,
     builder: auto::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
@@ -174,10 +184,71 @@ impl std::fmt::Debug for IngressServer {
     }
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
+/// A listening socket, not yet tied to a runtime. With `reuse_port`, other sockets may
+/// listen on the same address (the workers').
+fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> Result<std::net::TcpListener, ServerError> {
+    let err = |source| ServerError::Bind { what, addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// The listeners of one worker (or of the caller's runtime).
+#[derive(Debug)]
+struct Listeners {
+    http: Option<std::net::TcpListener>,
+    https: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Starts the accept loops on the current runtime.
+    fn spawn(self, shared: &Arc<Shared>) -> Result<Vec<tokio::task::JoinHandle<()>>, ServerError> {
+        let mut tasks = Vec::new();
+        for (l, scheme, what) in [
+            (self.http, Scheme::Http, "HTTP"),
+            (self.https, Scheme::Https, "HTTPS"),
+        ] {
+            let Some(l) = l else { continue };
+            let addr = l
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let l = TcpListener::from_std(l).map_err(|source| ServerError::Bind {
+                what,
+                addr,
+                source,
+            })?;
+            tasks.push(tokio::spawn(accept_loop(shared.clone(), l, scheme)));
+        }
+        Ok(tasks)
+    }
+}
+
+thread_local! {
+    /// Which worker this thread is (0 also for the caller's runtime): picks its pools.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Shared {
+    /// The upstream pools of the worker this runs on.
+    fn upstreams(&self) -> &Upstreams {
+        let i = WORKER.with(std::cell::Cell::get);
+        &self.upstreams[i % self.upstreams.len()]
+    }
 }
 
 impl IngressServer {
@@ -188,12 +259,14 @@ impl IngressServer {
         cfg: ServerConfig,
         registry: &mut Registry,
     ) -> Result<IngressServer, ServerError> {
+        let workers = cfg.workers;
+        let reuse = workers > 1;
         let http = match cfg.http_addr {
-            Some(a) => Some(bind("HTTP", a).await?),
+            Some(a) => Some(bind("HTTP", a, reuse)?),
             None => None,
         };
         let https = match cfg.https_addr {
-            Some(a) => Some(bind("HTTPS", a).await?),
+            Some(a) => Some(bind("HTTPS", a, reuse)?),
             None => None,
         };
         let certs = Arc::new(ArcSwap::from_pointee(CertStore::default()));
@@ -225,14 +298,18 @@ impl IngressServer {
             .timer(TokioTimer::new())
             .max_concurrent_streams(250)
             .keep_alive_interval(None);
-        let upstreams = Upstreams::new().map_err(|e| ServerError::Tls(e.to_string()))?;
+        let upstreams = (0..workers.max(1))
+            .map(|_| Upstreams::new())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
         let access = accesslog::AccessLog::open(&cfg.access_log).map_err(|source| {
             ServerError::AccessLog {
                 target: format!("{:?}", cfg.access_log.target),
                 source,
             }
         })?;
-        let local_addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let local_addr =
+            |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let shared = Arc::new(Shared {
             http_addr: local_addr(&http),
             https_addr: local_addr(&https),
@@ -256,14 +333,40 @@ impl IngressServer {
             epoch: Instant::now(),
             access,
         });
-        let mut tasks = Vec::new();
-        if let Some(l) = http {
-            tasks.push(tokio::spawn(accept_loop(shared.clone(), l, Scheme::Http)));
+        let first = Listeners { http, https };
+        if workers == 0 {
+            let tasks = first.spawn(&shared)?;
+            *lock(&shared.accept_tasks) = tasks;
+            return Ok(IngressServer { shared });
         }
-        if let Some(l) = https {
-            tasks.push(tokio::spawn(accept_loop(shared.clone(), l, Scheme::Https)));
+        // Every worker after the first listens on the addresses the first one got (the
+        // real ports when asked for port 0).
+        let mut sets = vec![first];
+        for _ in 1..workers {
+            let again = |what, a: Option<SocketAddr>| a.map(|a| bind(what, a, true)).transpose();
+            sets.push(Listeners {
+                http: again("HTTP", shared.http_addr)?,
+                https: again("HTTPS", shared.https_addr)?,
+            });
         }
-        *lock(&shared.accept_tasks) = tasks;
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        for (index, set) in sets.into_iter().enumerate() {
+            let shared = shared.clone();
+            let started = started_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("svcnet-ingress-{index}"))
+                .spawn(move || run_worker(index, set, shared, started))
+                .map_err(|e| ServerError::Worker(e.to_string()))?;
+            drop(thread);
+        }
+        drop(started_tx);
+        for _ in 0..workers {
+            match started_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(ServerError::Worker("a worker thread ended".into())),
+            }
+        }
         Ok(IngressServer { shared })
     }
 
@@ -373,6 +476,48 @@ impl IngressServer {
         let access = s.access.clone();
         let _ = tokio::task::spawn_blocking(move || access.close()).await;
     }
+}
+
+/// One worker thread: its runtime serves its listeners' connections until the server is
+/// shut down (`force`), then the connections still open are dropped with it.
+fn run_worker(
+    index: usize,
+    set: Listeners,
+    shared: Arc<Shared>,
+    started: std::sync::mpsc::Sender<Result<(), ServerError>>,
+) {
+    WORKER.with(|w| w.set(index));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = started.send(Err(ServerError::Worker(e.to_string())));
+            return;
+        }
+    };
+    runtime.block_on(async {
+        let mut force = shared.force.subscribe();
+        match set.spawn(&shared) {
+            Ok(tasks) => {
+                lock(&shared.accept_tasks).extend(tasks);
+                let _ = started.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = started.send(Err(e));
+                return;
+            }
+        }
+        drop(started);
+        let _ = force.wait_for(|f| *f).await;
+        // As on the caller's runtime: let closed connections run their destructors.
+        let settle = tokio::time::Instant::now() + Duration::from_millis(200);
+        while shared.open_conns.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < settle
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -931,7 +1076,7 @@ async fn process(
             .map_or("/", |p| p.as_str())
             .to_string();
         let outcome = auth::check(
-            &shared.upstreams,
+            shared.upstreams(),
             &auth::LocalNames {
                 table: Some(&snap.table),
                 http: shared.http_addr,
@@ -1126,7 +1271,7 @@ async fn forward(
         out.upstream = Some(ep.addr);
         out.pod = ep.pod.as_ref().map(|p| p.to_string()).unwrap_or_default();
         let conn = match shared
-            .upstreams
+            .upstreams()
             .checkout(ep.addr, proto, bpol.connect_timeout, upgrade)
             .await
         {
@@ -1180,7 +1325,7 @@ async fn forward(
                     // A pooled connection the peer had closed: once more on a new one.
                     request = Some(*r);
                     match shared
-                        .upstreams
+                        .upstreams()
                         .fresh(ep.addr, proto, bpol.connect_timeout)
                         .await
                     {

@@ -1019,6 +1019,33 @@ async fn a_slow_client_body_is_not_an_upstream_send_timeout() {
 }
 
 #[tokio::test]
+async fn worker_threads_share_the_listeners_and_shut_down_gracefully() {
+    let (env, _) = start_with(
+        |p| workload("web", 2, p) + &ingress("w", "w.test", "web", &[]),
+        &["web"],
+        |c| c.workers = 3,
+    )
+    .await;
+    // Fresh connections each time: the kernel spreads them over the workers' sockets.
+    let mut pods = BTreeSet::new();
+    for _ in 0..12 {
+        let r = get(&env, "w.test", "/", &[]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        pods.insert(line(&r.body, "pod: ").unwrap_or_default().to_string());
+    }
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let r = get(&env, "w.test", "/", &["--http2-prior-knowledge"]).await;
+    assert_eq!((r.status, r.version.as_str()), (200, "2"), "{r:?}");
+    // A request in flight finishes; then the listeners are closed on every worker.
+    let (url, connect) = env.url("w.test", "/slow");
+    let slow = tokio::spawn(async move { curl(&["--connect-to", &connect, &url]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.server.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert!(TcpStream::connect(env.http).await.is_err());
+}
+
+#[tokio::test]
 async fn cookie_affinity_sticks_to_one_pod() {
     let (env, _) = start(
         |p| {

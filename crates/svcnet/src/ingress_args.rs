@@ -14,6 +14,12 @@ pub struct IngressArgs {
     /// TLS listener of the Ingress controller (HTTP/1.1 and HTTP/2 by ALPN), or `none`.
     #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR|none")]
     pub https_addr: String,
+    /// Threads serving the Ingress listeners, each with its own single-threaded runtime
+    /// and its own listening sockets (SO_REUSEPORT), as nginx's `worker_processes auto`
+    /// with `reuseport`. Default: one per CPU this process may run on; 0: the main runtime
+    /// serves them.
+    #[arg(long, value_name = "N")]
+    pub ingress_workers: Option<usize>,
     #[command(flatten)]
     pub classes: IngressClassArgs,
 }
@@ -38,6 +44,12 @@ impl IngressClassArgs {
 }
 
 impl IngressArgs {
+    /// `--ingress-workers`, defaulted to the CPUs available.
+    pub fn workers(&self) -> usize {
+        self.ingress_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
     /// The controller's selection settings.
     pub fn controller(&self) -> svcnet_ingress::ControllerConfig {
         self.classes.controller()

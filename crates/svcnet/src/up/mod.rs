@@ -206,6 +206,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
                     AccessLogFormat::Text
                 },
             },
+            workers: args.ingress.workers(),
             ..svcnet_ingress::ServerConfig::default()
         };
         let server = svcnet_ingress::IngressServer::start(config, &mut registry)
