@@ -1304,20 +1304,16 @@ async fn forward(
                 bpol.read_timeout,
             );
             match exchange.await {
-                Err(Stall::Read) => {
-                    metrics.upstream_error("read_timeout");
-                    out.reason = format!(
-                        "upstream {} did not answer within proxy-read-timeout",
-                        ep.addr
-                    );
-                    return plain(504, &out.reason, Vec::new());
-                }
-                Err(Stall::Send) => {
-                    metrics.upstream_error("send_timeout");
-                    out.reason = format!(
-                        "upstream {} took no more of the request for proxy-send-timeout",
-                        ep.addr
-                    );
+                Err(stall) => {
+                    let (kind, what) = match stall {
+                        Stall::Read => ("read_timeout", "did not answer within proxy-read-timeout"),
+                        Stall::Send => (
+                            "send_timeout",
+                            "took no more of the request for proxy-send-timeout",
+                        ),
+                    };
+                    metrics.upstream_error(kind);
+                    out.reason = format!("upstream {} {what}", ep.addr);
                     return plain(504, &out.reason, Vec::new());
                 }
                 Ok(Ok(x)) => break Some(x),
