@@ -329,7 +329,7 @@ nginx_version=$(nginx -v 2>&1)
     echo
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),"
     echo "$svcnet_version vs $nginx_version. $ROUTES Ingresses / server blocks, one backend (nginx \`return 200\`)."
-    echo "Proxies pinned to CPU 0 (one nginx worker; svcnet's tokio runtime sees one CPU), backend and"
+    echo "Proxies pinned to CPU 0 (one nginx worker; one svcnet ingress worker, as --ingress-workers defaults to the CPUs it may use), backend and"
     echo "load generators on CPU 1. Access logs on for both. ${DURATION}s per row; two rounds, alternating."
     echo
     echo "| proxy | run | req/s (CPU rows: CPU time per request) | p50 | p99 | errors |"
