@@ -979,6 +979,58 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// True for a WebSocket opened over HTTP/2 (RFC 8441): `CONNECT` with the `:protocol`
+/// pseudo-header `websocket`.
+pub fn is_h2_websocket(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_2
+        && req.method() == http::Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// Turns an RFC 8441 WebSocket request into the HTTP/1.1 upgrade an upstream expects
+/// (RFC 6455): `GET` with `Connection: Upgrade`, `Upgrade: websocket` and a fresh
+/// `Sec-WebSocket-Key` (an HTTP/2 client sends none).
+pub fn h2_websocket_to_h1(parts: &mut http::request::Parts) {
+    parts.method = http::Method::GET;
+    parts.version = Version::HTTP_11;
+    parts.extensions.remove::<hyper::ext::Protocol>();
+    let key: [u8; 16] = rand::random();
+    if let Ok(v) = HeaderValue::from_str(&base64(&key)) {
+        parts.headers.insert(header::SEC_WEBSOCKET_KEY, v);
+    }
+    parts
+        .headers
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
+/// Standard base64 with padding (RFC 4648), for `Sec-WebSocket-Key`.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// A new `X-Request-ID`: 32 hex digits, as nginx's `$request_id`.
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -1089,6 +1141,23 @@ mod tests {
     use super::*;
     use crate::table::{CookieAffinity, Policy, UpstreamEndpoint};
     use svcnet_model::types::ObjectKey;
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        // RFC 4648 section 10, and RFC 6455's sample key.
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("the sample nonce", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want, "{input:?}");
+        }
+    }
 
     fn backend(n: u16, policy: Policy) -> Backend {
         Backend {

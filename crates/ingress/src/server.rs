@@ -297,6 +297,8 @@ impl IngressServer {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(250)
+            // RFC 8441: WebSockets over HTTP/2 (forward() turns them into HTTP/1.1 upgrades).
+            .enable_connect_protocol()
             .keep_alive_interval(None);
         let upstreams = (0..workers.max(1))
             .map(|_| Upstreams::new())
@@ -1139,7 +1141,14 @@ async fn forward(
     let backend = up.backend;
     let bpol = &backend.policy;
     let proto = Proto::of(bpol.backend_protocol);
-    let upgrade = proxy::is_upgrade(&req);
+    // A WebSocket over HTTP/2 (RFC 8441) goes upstream as the HTTP/1.1 upgrade (RFC 6455)
+    // every WebSocket server speaks, and is tunnelled like one.
+    let h2_websocket = proxy::is_h2_websocket(&req);
+    if h2_websocket && matches!(proto, Proto::H2c | Proto::H2Tls) {
+        out.reason = "a WebSocket over HTTP/2 to an HTTP/2 backend is not supported".into();
+        return plain(501, &out.reason, Vec::new());
+    }
+    let upgrade = proxy::is_upgrade(&req) || h2_websocket;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let upgrade_value = req.headers().get(header::UPGRADE).cloned();
     let te_trailers = req
@@ -1184,7 +1193,9 @@ async fn forward(
     {
         parts.headers.insert(header::HOST, v);
     }
-    if let (true, Some(u)) = (upgrade, upgrade_value) {
+    if h2_websocket {
+        proxy::h2_websocket_to_h1(&mut parts);
+    } else if let (true, Some(u)) = (upgrade, upgrade_value) {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -1370,7 +1381,22 @@ async fn forward(
                 }
             });
             let (mut parts, _) = resp.into_parts();
-            parts.version = Version::HTTP_11;
+            if h2_websocket {
+                // RFC 8441: the tunnel is open when the CONNECT stream gets a 2xx; the
+                // HTTP/1.1 handshake's connection headers have no place in HTTP/2.
+                parts.status = StatusCode::OK;
+                parts.version = Version::HTTP_2;
+                for h in [
+                    header::CONNECTION,
+                    header::UPGRADE,
+                    header::SEC_WEBSOCKET_ACCEPT,
+                    header::CONTENT_LENGTH,
+                ] {
+                    parts.headers.remove(h);
+                }
+            } else {
+                parts.version = Version::HTTP_11;
+            }
             return Response::from_parts(parts, RespBody::full(bytes::Bytes::new()));
         }
         let (mut parts, body) = resp.into_parts();

@@ -151,6 +151,18 @@ async fn echo(addr: SocketAddr, mut req: Request<Incoming>) -> Response<Full<Byt
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     if path == "/ws" {
+        // What an RFC 6455 server checks, reported back.
+        let handshake = format!(
+            "{:?} {} key={}",
+            req.method(),
+            req.headers()
+                .get("upgrade")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
+            req.headers()
+                .get("sec-websocket-key")
+                .map_or(0, |v| v.len())
+        );
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(up) = on.await {
@@ -167,6 +179,8 @@ async fn echo(addr: SocketAddr, mut req: Request<Incoming>) -> Response<Full<Byt
             .status(101)
             .header("connection", "upgrade")
             .header("upgrade", "websocket")
+            .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            .header("x-handshake", handshake)
             .body(Full::new(Bytes::new()))
             .unwrap();
     }
@@ -562,6 +576,59 @@ async fn websocket_upgrade_is_tunnelled_both_ways() {
         s.write_all(msg).await.unwrap();
         let mut got = vec![0u8; msg.len()];
         tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg);
+    }
+}
+
+#[tokio::test]
+async fn websocket_over_http2_is_an_upgrade_upstream() {
+    let (env, _) = start(
+        |p| workload("web", 1, p) + &ingress("web", "ws.test", "web", &[]),
+        &["web"],
+    )
+    .await;
+    // h2c with prior knowledge, as a browser speaks h2 over TLS.
+    let tcp = TcpStream::connect(env.http).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // One plain request first: the server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive.
+    let plain = Request::get("http://ws.test/")
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(plain).await.unwrap().status(), 200);
+    let mut req = Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("http://ws.test/ws")
+        .version(http::Version::HTTP_2)
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{resp:?}");
+    // The backend saw an RFC 6455 handshake: GET, Upgrade: websocket, a 24-byte key.
+    assert_eq!(
+        resp.headers().get("x-handshake").unwrap(),
+        "GET websocket key=24",
+        "{resp:?}"
+    );
+    assert!(resp.headers().get("sec-websocket-accept").is_none());
+    let mut io = TokioIo::new(hyper::upgrade::on(&mut resp).await.unwrap());
+    for msg in [&b"hello over h2"[..], b"second frame"] {
+        io.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(3), io.read_exact(&mut got))
             .await
             .unwrap()
             .unwrap();
