@@ -16,6 +16,7 @@ pub mod accesslog;
 pub mod auth;
 pub mod ca;
 pub mod cors;
+pub mod h1;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

@@ -36,7 +36,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// How long an idle upstream HTTP/1.1 connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 /// Idle HTTP/1.1 connections kept per endpoint.
-const POOL_MAX_IDLE: usize = 256;
+pub(crate) const POOL_MAX_IDLE: usize = 256;
 /// Distinct endpoints tried for one request (ingress-nginx's `proxy-next-upstream-tries`).
 pub const MAX_TRIES: usize = 3;
 
@@ -263,6 +263,8 @@ pub struct RespBody {
 enum RespKind {
     Full(Option<Bytes>),
     Upstream(Incoming, Option<PoolReturn>, Option<Gap>),
+    /// From the fast HTTP/1.1 path.
+    Raw(crate::h1::Body, Option<Gap>),
 }
 
 /// `proxy-read-timeout` between two reads of a response body: armed when the body has
@@ -331,6 +333,19 @@ impl RespBody {
         }
     }
 
+    /// A body of the fast HTTP/1.1 path, failing when it stops for `read_timeout`.
+    pub fn raw(body: crate::h1::Body, read_timeout: Option<Duration>) -> RespBody {
+        let gap = read_timeout.map(|timeout| Gap {
+            timeout,
+            sleep: None,
+            moved: false,
+        });
+        RespBody {
+            kind: RespKind::Raw(body, gap),
+            _hold: Hold::default(),
+        }
+    }
+
     /// Attaches the per-request guards.
     pub fn hold(mut self, hold: Hold) -> RespBody {
         self._hold = hold;
@@ -348,6 +363,27 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
             RespKind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RespKind::Raw(body, gap) => match body.poll_frame(cx) {
+                Poll::Pending => match gap {
+                    Some(g) => {
+                        if g.stalled(cx) {
+                            // Dropped with the body, the connection is closed.
+                            Poll::Ready(Some(Err(Box::new(BodyStalled(g.timeout)))))
+                        } else {
+                            Poll::Pending
+                        }
+                    }
+                    None => Poll::Pending,
+                },
+                Poll::Ready(Some(Ok(f))) => {
+                    if let Some(g) = gap {
+                        g.moved = true;
+                    }
+                    Poll::Ready(Some(Ok(f)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+            },
             RespKind::Upstream(body, ret, gap) => match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Pending => match gap {
                     Some(g) => {
@@ -390,6 +426,7 @@ impl Body for RespBody {
         match &self.kind {
             RespKind::Full(b) => b.is_none(),
             RespKind::Upstream(b, _, _) => b.is_end_stream(),
+            RespKind::Raw(b, _) => b.is_end_stream(),
         }
     }
 
@@ -397,6 +434,9 @@ impl Body for RespBody {
         match &self.kind {
             RespKind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             RespKind::Upstream(b, _, _) => b.size_hint(),
+            RespKind::Raw(b, _) => b
+                .remaining()
+                .map_or_else(SizeHint::new, SizeHint::with_exact),
         }
     }
 }
@@ -445,6 +485,8 @@ impl Proto {
 pub struct Pool {
     idle: Mutex<Vec<(http1::SendRequest<ReqBody>, Instant)>>,
     h2: Mutex<Option<http2::SendRequest<ReqBody>>>,
+    /// Connections of the fast HTTP/1.1 path ([`crate::h1`]).
+    raw: Arc<crate::h1::Pool>,
 }
 
 impl Pool {
@@ -458,7 +500,9 @@ impl Pool {
     }
 
     fn is_empty(&self) -> bool {
-        self.idle().is_empty() && self.h2().as_ref().is_none_or(|s| s.is_closed())
+        self.idle().is_empty()
+            && self.h2().as_ref().is_none_or(|s| s.is_closed())
+            && self.raw.is_empty()
     }
 }
 
@@ -643,6 +687,24 @@ impl Upstreams {
             .await
     }
 
+    /// For the fast HTTP/1.1 path ([`crate::h1`]): an idle pooled cleartext connection to
+    /// `addr` (unless `fresh`), else a new one within `connect_timeout`; whether it was
+    /// pooled; and its pool.
+    pub async fn raw_checkout(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        fresh: bool,
+    ) -> Result<(crate::h1::Conn, bool, Arc<crate::h1::Pool>), ConnectError> {
+        let pool = self.pool(addr, Proto::H1).raw.clone();
+        if !fresh && let Some(c) = pool.take(POOL_IDLE) {
+            return Ok((c, true, pool));
+        }
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let tcp = connect_tcp(addr, deadline).await?;
+        Ok((crate::h1::Conn::new(tcp), false, pool))
+    }
+
     /// A new connection, bypassing the pool (after a pooled one failed).
     pub async fn fresh(
         &self,
@@ -664,15 +726,7 @@ impl Upstreams {
         pool: Arc<Pool>,
     ) -> Result<Conn, ConnectError> {
         let deadline = tokio::time::Instant::now() + connect_timeout;
-        let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ConnectError::Timeout(addr)),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(ConnectError::Refused(addr));
-            }
-            Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
-            Ok(Ok(s)) => s,
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(addr, deadline).await?;
         let io: Box<dyn IoBox> = match proto {
             Proto::H1 | Proto::H2c => Box::new(tcp),
             Proto::H1Tls | Proto::H2Tls => {
@@ -767,6 +821,23 @@ impl Upstreams {
             },
         }
     }
+}
+
+/// A TCP connection to `addr` by `deadline`, with Nagle off.
+async fn connect_tcp(
+    addr: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Result<TcpStream, ConnectError> {
+    let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout(addr)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(ConnectError::Refused(addr));
+        }
+        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+        Ok(Ok(s)) => s,
+    };
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 trait IoBox: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -37,6 +37,7 @@ use crate::accesslog;
 use crate::auth::{self, AuthOutcome, AuthRequest};
 use crate::ca::{CaError, LocalCa};
 use crate::cors;
+use crate::h1;
 use crate::limits::RouteLimiter;
 use crate::metrics::{IngressLabels, LimitLabels, ListenerLabels, Metrics, RequestLabels};
 use crate::proxy::{
@@ -1126,6 +1127,93 @@ async fn process(
     (resp, out, slot)
 }
 
+/// A connect that failed: `None` to try another endpoint (refused, tries left), else
+/// the response.
+fn connect_failed(
+    e: ConnectError,
+    addr: SocketAddr,
+    metrics: &Metrics,
+    tried: &[usize],
+    last_error: &mut Option<ConnectError>,
+    out: &mut Outcome,
+) -> Option<Response<RespBody>> {
+    metrics.upstream_error(e.kind());
+    tracing::debug!(upstream = %addr, error = %e, "upstream connect failed");
+    let refused = matches!(e, ConnectError::Refused(_));
+    *last_error = Some(e);
+    if refused && tried.len() < proxy::MAX_TRIES {
+        return None;
+    }
+    let e = last_error.take();
+    out.reason = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
+    let status = e.map_or(502, |e| e.status());
+    Some(plain(status, &out.reason, Vec::new()))
+}
+
+/// The 504 of an upstream that ran into proxy-send-timeout or proxy-read-timeout.
+fn stalled(
+    stall: Stall,
+    addr: SocketAddr,
+    metrics: &Metrics,
+    out: &mut Outcome,
+) -> Response<RespBody> {
+    let (kind, what) = match stall {
+        Stall::Read => ("read_timeout", "did not answer within proxy-read-timeout"),
+        Stall::Send => (
+            "send_timeout",
+            "took no more of the request for proxy-send-timeout",
+        ),
+    };
+    metrics.upstream_error(kind);
+    out.reason = format!("upstream {addr} {what}");
+    plain(504, &out.reason, Vec::new())
+}
+
+/// How the fast path failed.
+enum FastError {
+    Connect(ConnectError),
+    Stall(Stall),
+    Exchange(h1::Error),
+}
+
+/// One request on the fast HTTP/1.1 path: a pooled connection (or a new one), the head
+/// written, the response head read under the timeouts. A pooled connection the upstream
+/// had closed gets the request once more on a new one (GET and HEAD are idempotent, and
+/// nginx retries them the same way).
+async fn fast_exchange(
+    shared: &Shared,
+    addr: SocketAddr,
+    bpol: &crate::table::Policy,
+    head: &[u8],
+    is_head: bool,
+    progress: &Progress,
+) -> Result<(h1::Head, h1::Body), FastError> {
+    let ups = shared.upstreams();
+    let mut fresh = false;
+    loop {
+        let (mut conn, reused, pool) = ups
+            .raw_checkout(addr, bpol.connect_timeout, fresh)
+            .await
+            .map_err(FastError::Connect)?;
+        let answer = proxy::watched(
+            h1::exchange(&mut conn, head, is_head),
+            progress,
+            bpol.send_timeout,
+            bpol.read_timeout,
+        )
+        .await
+        .map_err(FastError::Stall)?;
+        match answer {
+            Ok(h) => {
+                let body = h1::Body::new(conn, &h, pool, proxy::POOL_MAX_IDLE);
+                return Ok((h, body));
+            }
+            Err(h1::Error::Closed) if reused => fresh = true,
+            Err(e) => return Err(FastError::Exchange(e)),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Shared,
@@ -1230,6 +1318,17 @@ async fn forward(
     };
     parts.uri = uri;
     parts.version = proxy::upstream_version(proto);
+    // The fast path (crate::h1) for what most traffic is: a bodiless GET or HEAD, no
+    // upgrade, to a cleartext HTTP/1.1 backend.
+    let is_head = parts.method == http::Method::HEAD;
+    let fast_head = (proto == Proto::H1
+        && !upgrade
+        && matches!(body, ReqBody::Empty)
+        && (parts.method == http::Method::GET || is_head))
+        .then(|| {
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            h1::request_head(&parts.method, target, &parts.headers)
+        });
     let mut request = Some(Request::from_parts(parts, body));
 
     let host_only = host
@@ -1281,25 +1380,44 @@ async fn forward(
         };
         out.upstream = Some(ep.addr);
         out.pod = ep.pod.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        if let Some(head) = &fast_head {
+            let t0 = Instant::now();
+            match fast_exchange(shared, ep.addr, bpol, head, is_head, &progress).await {
+                Ok((h, body)) => {
+                    out.upstream_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                    let mut resp = Response::new(RespBody::raw(body, Some(bpol.read_timeout)));
+                    *resp.status_mut() = h.status;
+                    *resp.headers_mut() = h.headers;
+                    proxy::strip_hop_by_hop(resp.headers_mut());
+                    if let Some(c) = pick.set_cookie {
+                        resp.headers_mut().append(header::SET_COOKIE, c);
+                    }
+                    return resp;
+                }
+                Err(FastError::Connect(e)) => {
+                    match connect_failed(e, ep.addr, metrics, &tried, &mut last_error, out) {
+                        None => continue,
+                        Some(r) => return r,
+                    }
+                }
+                Err(FastError::Stall(stall)) => return stalled(stall, ep.addr, metrics, out),
+                Err(FastError::Exchange(e)) => {
+                    metrics.upstream_error("protocol");
+                    out.reason = format!("upstream {}: {e}", ep.addr);
+                    return plain(502, &out.reason, Vec::new());
+                }
+            }
+        }
         let conn = match shared
             .upstreams()
             .checkout(ep.addr, proto, bpol.connect_timeout, upgrade)
             .await
         {
             Ok(c) => c,
-            Err(e) => {
-                metrics.upstream_error(e.kind());
-                tracing::debug!(upstream = %ep.addr, error = %e, "upstream connect failed");
-                let refused = matches!(e, ConnectError::Refused(_));
-                last_error = Some(e);
-                if refused && tried.len() < proxy::MAX_TRIES {
-                    continue;
-                }
-                let e = last_error.take();
-                out.reason = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
-                let status = e.map_or(502, |e| e.status());
-                return plain(status, &out.reason, Vec::new());
-            }
+            Err(e) => match connect_failed(e, ep.addr, metrics, &tried, &mut last_error, out) {
+                None => continue,
+                Some(r) => return r,
+            },
         };
         let t0 = Instant::now();
         let mut conn = Some(conn);
@@ -1315,18 +1433,7 @@ async fn forward(
                 bpol.read_timeout,
             );
             match exchange.await {
-                Err(stall) => {
-                    let (kind, what) = match stall {
-                        Stall::Read => ("read_timeout", "did not answer within proxy-read-timeout"),
-                        Stall::Send => (
-                            "send_timeout",
-                            "took no more of the request for proxy-send-timeout",
-                        ),
-                    };
-                    metrics.upstream_error(kind);
-                    out.reason = format!("upstream {} {what}", ep.addr);
-                    return plain(504, &out.reason, Vec::new());
-                }
+                Err(stall) => return stalled(stall, ep.addr, metrics, out),
                 Ok(Ok(x)) => break Some(x),
                 Ok(Err(SendError::NotSent(r, _))) if reused => {
                     // A pooled connection the peer had closed: once more on a new one.

@@ -946,6 +946,14 @@ enum Raw {
     StallBody,
     /// Never reads (a 4 KiB receive buffer), never answers.
     NoRead,
+    /// Answers every request of a keep-alive connection with a chunked body (chunk
+    /// extensions, a trailer).
+    Chunked,
+    /// Answers with a body that ends when the connection does (no length, no chunks).
+    CloseDelimited,
+    /// Answers one request with a length, then closes without saying so: the proxy's
+    /// pooled connection is stale for the next request.
+    OneShot,
 }
 
 /// A backend written by hand on `addr`, for the stalls a well-behaved server never makes.
@@ -960,6 +968,27 @@ async fn serve_raw(addr: SocketAddr, how: Raw) {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
+                if matches!(how, Raw::Chunked | Raw::CloseDelimited | Raw::OneShot) {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            let answer: &[u8] = match how {
+                                Raw::Chunked => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+                                Raw::CloseDelimited => b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close",
+                                _ => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n",
+                            };
+                            if s.write_all(answer).await.is_err() || !matches!(how, Raw::Chunked) {
+                                return;
+                            }
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                }
                 if matches!(how, Raw::StallBody) {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -1003,6 +1032,60 @@ async fn read_timeout_also_bounds_gaps_in_the_response_body() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "{took:?}"
     );
+}
+
+#[tokio::test]
+async fn upstream_bodies_chunked_close_delimited_and_stale_keep_alive() {
+    let (env, table) = start(
+        |p| {
+            workload("chunked", 1, p)
+                + &workload("close", 1, p + 1)
+                + &workload("oneshot", 1, p + 2)
+                + &ingress("c", "chunked.test", "chunked", &[])
+                + &ingress("d", "close.test", "close", &[])
+                + &ingress("o", "oneshot.test", "oneshot", &[])
+        },
+        &[],
+    )
+    .await;
+    for (svc, how) in [
+        ("chunked", Raw::Chunked),
+        ("close", Raw::CloseDelimited),
+        ("oneshot", Raw::OneShot),
+    ] {
+        for ep in endpoints_of(&table, svc) {
+            serve_raw(ep, how).await;
+        }
+    }
+    for _ in 0..3 {
+        let r = get(&env, "chunked.test", "/", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "hello world"), "{r:?}");
+        let r = get(&env, "close.test", "/", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "until close"), "{r:?}");
+        // The backend closed the pooled connection after the previous answer without a
+        // word: the request goes again on a new connection.
+        let r = get(&env, "oneshot.test", "/", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok\n"), "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn head_requests_get_the_length_and_no_body() {
+    let (env, _) = start(
+        |p| workload("web", 1, p) + &ingress("web", "head.test", "web", &[]),
+        &["web"],
+    )
+    .await;
+    for _ in 0..2 {
+        let r = get(&env, "head.test", "/", &["-I"]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let len: usize = r.header("content-length").unwrap().parse().unwrap();
+        assert!(len > 0, "{r:?}");
+        // And the pooled connection is still in step: a GET after it gets its body.
+        let r = get(&env, "head.test", "/", &[]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(line(&r.body, "method: "), Some("GET"), "{r:?}");
+    }
 }
 
 #[tokio::test]
