@@ -92,6 +92,12 @@ impl Conn {
     }
 }
 
+impl From<&str> for Error {
+    fn from(what: &str) -> Error {
+        Error::Protocol(what.to_string())
+    }
+}
+
 /// How an exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -360,6 +366,12 @@ impl Body {
         }
     }
 
+    /// Ends the body with an error; the connection is closed, never pooled.
+    fn fail(&mut self, e: impl Into<Error>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.conn = None;
+        Poll::Ready(Some(Err(e.into())))
+    }
+
     /// The next frame of data, or the end.
     pub fn poll_frame(
         &mut self,
@@ -386,17 +398,9 @@ impl Body {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     match ready!(conn.poll_fill(cx)) {
-                        Ok(0) => {
-                            self.conn = None;
-                            return Poll::Ready(Some(Err(Error::Protocol(
-                                "connection closed before the end of the body".into(),
-                            ))));
-                        }
+                        Ok(0) => return self.fail("connection closed before the end of the body"),
                         Ok(_) => {}
-                        Err(e) => {
-                            self.conn = None;
-                            return Poll::Ready(Some(Err(Error::Io(e))));
-                        }
+                        Err(e) => return self.fail(e),
                     }
                 }
                 BodyState::Close => {
@@ -411,10 +415,7 @@ impl Body {
                             return Poll::Ready(None);
                         }
                         Ok(_) => {}
-                        Err(e) => {
-                            self.conn = None;
-                            return Poll::Ready(Some(Err(Error::Io(e))));
-                        }
+                        Err(e) => return self.fail(e),
                     }
                 }
                 BodyState::Chunked(c) => match step_chunked(&mut conn.buf, c) {
@@ -428,21 +429,12 @@ impl Body {
                         return Poll::Ready(None);
                     }
                     Ok(Step::More) => match ready!(conn.poll_fill(cx)) {
-                        Ok(0) => {
-                            self.conn = None;
-                            return Poll::Ready(Some(Err(Error::Protocol(
-                                "connection closed inside a chunked body".into(),
-                            ))));
-                        }
+                        Ok(0) => return self.fail("connection closed inside a chunked body"),
                         Ok(_) => {}
-                        Err(e) => {
-                            self.conn = None;
-                            return Poll::Ready(Some(Err(Error::Io(e))));
-                        }
+                        Err(e) => return self.fail(e),
                     },
                     Err(e) => {
-                        self.conn = None;
-                        return Poll::Ready(Some(Err(e)));
+                        return self.fail(e);
                     }
                 },
             }
