@@ -293,6 +293,31 @@ async fn start_with(
     (env, table)
 }
 
+/// A server with the cleartext listener only, serving `table` (whose backends the test
+/// started itself).
+async fn start_http_only(table: RouteTable, tag: &str, reserve: std::net::TcpListener) -> Env {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let server = IngressServer::start(
+        ServerConfig {
+            http_addr: Some("127.0.0.1:0".parse().unwrap()),
+            state_dir: temp_dir(tag),
+            ..ServerConfig::default()
+        },
+        &mut registry,
+    )
+    .await
+    .unwrap();
+    server.publish(table);
+    Env {
+        http: server.local_addrs().0.unwrap(),
+        https: "127.0.0.1:1".parse().unwrap(),
+        server,
+        state_dir: temp_dir("unused"),
+        registry,
+        _reserve: reserve,
+    }
+}
+
 async fn start(yaml_of: impl FnOnce(u16) -> String, live: &[&str]) -> (Env, RouteTable) {
     start_with(yaml_of, live, |_| {}).await
 }
@@ -882,26 +907,7 @@ async fn refused_endpoint_is_retried_and_dead_backends_give_502() {
     let eps = endpoints_of(&table, "web");
     assert_eq!(eps.len(), 2);
     serve_echo(eps[0]).await;
-    let mut registry = prometheus_client::registry::Registry::default();
-    let server = IngressServer::start(
-        ServerConfig {
-            http_addr: Some("127.0.0.1:0".parse().unwrap()),
-            state_dir: temp_dir("retry"),
-            ..ServerConfig::default()
-        },
-        &mut registry,
-    )
-    .await
-    .unwrap();
-    server.publish(table);
-    let env = Env {
-        http: server.local_addrs().0.unwrap(),
-        https: "127.0.0.1:1".parse().unwrap(),
-        server,
-        state_dir: temp_dir("unused"),
-        registry,
-        _reserve: reserve,
-    };
+    let env = start_http_only(table, "retry", reserve).await;
     for _ in 0..4 {
         let r = get(&env, "web.test", "/", &[]).await;
         assert_eq!(r.status, 200, "{r:?}");
@@ -1326,26 +1332,7 @@ async fn publish_swaps_routes_and_in_flight_requests_finish() {
     for ep in endpoints_of(&table, "web") {
         serve_echo(ep).await;
     }
-    let mut registry = prometheus_client::registry::Registry::default();
-    let server = IngressServer::start(
-        ServerConfig {
-            http_addr: Some("127.0.0.1:0".parse().unwrap()),
-            state_dir: temp_dir("publish"),
-            ..ServerConfig::default()
-        },
-        &mut registry,
-    )
-    .await
-    .unwrap();
-    server.publish(table);
-    let env = Env {
-        http: server.local_addrs().0.unwrap(),
-        https: "127.0.0.1:1".parse().unwrap(),
-        server,
-        state_dir: temp_dir("unused"),
-        registry,
-        _reserve: reserve,
-    };
+    let env = start_http_only(table, "publish", reserve).await;
     let slow = {
         let (url, connect) = env.url("v1.test", "/slow");
         tokio::spawn(async move { curl(&["--connect-to", &connect, &url]).await })
@@ -1527,26 +1514,7 @@ async fn https_and_grpcs_backends_over_unverified_tls() {
     for ep in endpoints_of(&table, "web") {
         serve_echo_tls(ep, &temp_dir("backend-ca")).await;
     }
-    let mut registry = prometheus_client::registry::Registry::default();
-    let server = IngressServer::start(
-        ServerConfig {
-            http_addr: Some("127.0.0.1:0".parse().unwrap()),
-            state_dir: temp_dir("tls-backend"),
-            ..ServerConfig::default()
-        },
-        &mut registry,
-    )
-    .await
-    .unwrap();
-    server.publish(table);
-    let env = Env {
-        http: server.local_addrs().0.unwrap(),
-        https: "127.0.0.1:1".parse().unwrap(),
-        server,
-        state_dir: temp_dir("unused"),
-        registry,
-        _reserve: reserve,
-    };
+    let env = start_http_only(table, "tls-backend", reserve).await;
     let r = get(&env, "tls.test", "/s", &[]).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(line(&r.body, "version: "), Some("HTTP/1.1"));
