@@ -278,6 +278,30 @@ struct Gap {
 }
 
 impl Gap {
+    /// A gap timer of `timeout`, when there is one.
+    fn new(timeout: Option<Duration>) -> Option<Gap> {
+        timeout.map(|timeout| Gap {
+            timeout,
+            sleep: None,
+            moved: false,
+        })
+    }
+
+    /// Called when the body has nothing to give: the error once it has been silent for
+    /// `timeout`.
+    fn check(gap: &mut Option<Gap>, cx: &mut Context<'_>) -> Option<BoxError> {
+        let g = gap.as_mut()?;
+        g.stalled(cx)
+            .then(|| Box::new(BodyStalled(g.timeout)) as BoxError)
+    }
+
+    /// Called when bytes came.
+    fn moved(gap: &mut Option<Gap>) {
+        if let Some(g) = gap {
+            g.moved = true;
+        }
+    }
+
     /// True when the body has been silent for `timeout`.
     fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -322,26 +346,16 @@ impl RespBody {
             }
             other => other,
         };
-        let gap = read_timeout.map(|timeout| Gap {
-            timeout,
-            sleep: None,
-            moved: false,
-        });
         RespBody {
-            kind: RespKind::Upstream(body, ret, gap),
+            kind: RespKind::Upstream(body, ret, Gap::new(read_timeout)),
             _hold: Hold::default(),
         }
     }
 
     /// A body of the fast HTTP/1.1 path, failing when it stops for `read_timeout`.
     pub fn raw(body: crate::h1::Body, read_timeout: Option<Duration>) -> RespBody {
-        let gap = read_timeout.map(|timeout| Gap {
-            timeout,
-            sleep: None,
-            moved: false,
-        });
         RespBody {
-            kind: RespKind::Raw(body, gap),
+            kind: RespKind::Raw(body, Gap::new(read_timeout)),
             _hold: Hold::default(),
         }
     }
@@ -364,36 +378,23 @@ impl Body for RespBody {
         match &mut self.get_mut().kind {
             RespKind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             RespKind::Raw(body, gap) => match body.poll_frame(cx) {
-                Poll::Pending => match gap {
-                    Some(g) => {
-                        if g.stalled(cx) {
-                            // Dropped with the body, the connection is closed.
-                            Poll::Ready(Some(Err(Box::new(BodyStalled(g.timeout)))))
-                        } else {
-                            Poll::Pending
-                        }
-                    }
-                    None => Poll::Pending,
-                },
+                // A stalled body is dropped with its connection: closed, never pooled.
+                Poll::Pending => {
+                    Gap::check(gap, cx).map_or(Poll::Pending, |e| Poll::Ready(Some(Err(e))))
+                }
                 Poll::Ready(Some(Ok(f))) => {
-                    if let Some(g) = gap {
-                        g.moved = true;
-                    }
+                    Gap::moved(gap);
                     Poll::Ready(Some(Ok(f)))
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
                 Poll::Ready(None) => Poll::Ready(None),
             },
             RespKind::Upstream(body, ret, gap) => match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Pending => match gap {
-                    Some(g) => {
-                        if g.stalled(cx) {
-                            // The pooled connection is dropped, not given back: closed.
-                            ret.take();
-                            Poll::Ready(Some(Err(Box::new(BodyStalled(g.timeout)))))
-                        } else {
-                            Poll::Pending
-                        }
+                Poll::Pending => match Gap::check(gap, cx) {
+                    Some(e) => {
+                        // The pooled connection is dropped, not given back: closed.
+                        ret.take();
+                        Poll::Ready(Some(Err(e)))
                     }
                     None => Poll::Pending,
                 },
@@ -404,9 +405,7 @@ impl Body for RespBody {
                     Poll::Ready(None)
                 }
                 Poll::Ready(Some(Ok(f))) => {
-                    if let Some(g) = gap {
-                        g.moved = true;
-                    }
+                    Gap::moved(gap);
                     if body.is_end_stream()
                         && let Some(r) = ret.take()
                     {

@@ -245,6 +245,15 @@ thread_local! {
 }
 
 impl Shared {
+    /// After `force`: up to 200 ms for the closed connections to run their destructors
+    /// (on every runtime that serves some).
+    async fn settle(&self) {
+        let until = tokio::time::Instant::now() + Duration::from_millis(200);
+        while self.open_conns.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The upstream pools of the worker this runs on.
     fn upstreams(&self) -> &Upstreams {
         let i = WORKER.with(std::cell::Cell::get);
@@ -470,11 +479,7 @@ impl IngressServer {
             }
         }
         s.force.send_replace(true);
-        // Let the closed connections run their destructors.
-        let settle = tokio::time::Instant::now() + Duration::from_millis(200);
-        while s.open_conns.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < settle {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        s.settle().await;
         // The last lines of the access log, written before the process goes.
         let access = s.access.clone();
         let _ = tokio::task::spawn_blocking(move || access.close()).await;
@@ -514,12 +519,7 @@ fn run_worker(
         }
         drop(started);
         let _ = force.wait_for(|f| *f).await;
-        // As on the caller's runtime: let closed connections run their destructors.
-        let settle = tokio::time::Instant::now() + Duration::from_millis(200);
-        while shared.open_conns.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < settle
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        shared.settle().await;
     });
 }
 
