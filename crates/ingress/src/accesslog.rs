@@ -260,17 +260,105 @@ fn push_ms(out: &mut String, ms: f64) {
         out.push('-');
     }
     let us = us.unsigned_abs();
-    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+    push_u64(out, us / 1000);
+    push_frac3(out, us % 1000);
+}
+
+/// `n` in decimal, without `core::fmt` (which showed in the profile).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+/// `.` and three digits of `n` (below 1000).
+fn push_frac3(out: &mut String, n: u64) {
+    out.push('.');
+    for d in [n / 100 % 10, n / 10 % 10, n % 10] {
+        out.push(char::from(b'0' + d as u8));
+    }
+}
+
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, u64::from(o));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn push_socket_addr(out: &mut String, a: SocketAddr) {
+    if a.is_ipv6() {
+        out.push('[');
+    }
+    push_ip(out, a.ip());
+    if a.is_ipv6() {
+        out.push(']');
+    }
+    out.push(':');
+    push_u64(out, u64::from(a.port()));
+}
+
+/// The RFC 3339 timestamp with milliseconds (`2026-11-25T02:12:38.123Z`, as jiff's
+/// `{:.3}` writes it); the part up to the second is formatted once a second per thread.
+fn push_timestamp(out: &mut String) {
+    struct Second {
+        at: i64,
+        text: String,
+    }
+    thread_local! {
+        static SECOND: std::cell::RefCell<Second> =
+            const { std::cell::RefCell::new(Second { at: i64::MIN, text: String::new() }) };
+    }
+    let now = jiff::Timestamp::now();
+    let (secs, millis) = (now.as_second(), now.subsec_millisecond());
+    SECOND.with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            let _ = write!(out, "{now:.3}");
+            return;
+        };
+        if s.at != secs {
+            s.text.clear();
+            let whole = jiff::Timestamp::from_second(secs).unwrap_or(now);
+            let _ = write!(s.text, "{whole:.0}");
+            // `{:.0}` ends in `Z`; the milliseconds go before it.
+            s.text.pop();
+            s.at = secs;
+        }
+        out.push_str(&s.text);
+    });
+    push_frac3(out, u64::try_from(millis).unwrap_or(0));
+    out.push('Z');
 }
 
 /// One line, newline included.
 pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
-    let ts = jiff::Timestamp::now();
-    let mut client = [0u8; 46];
-    let client = ip_str(e.client, &mut client);
+    let mut client = String::new();
+    if let Some(ip) = e.client {
+        push_ip(&mut client, ip);
+    }
+    let client = client.as_str();
     match format {
         AccessLogFormat::Text => {
-            let _ = write!(out, "ts={ts:.3} msg=access");
+            out.push_str("ts=");
+            push_timestamp(out);
+            out.push_str(" msg=access");
             for (k, v) in [
                 ("ingress", e.ingress),
                 ("host", e.host),
@@ -287,9 +375,11 @@ pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
             }
             out.push_str(" upstream=");
             if let Some(u) = e.upstream {
-                let _ = write!(out, "{u}");
+                push_socket_addr(out, u);
             }
-            let _ = write!(out, " status={} duration_ms=", e.status);
+            out.push_str(" status=");
+            push_u64(out, u64::from(e.status));
+            out.push_str(" duration_ms=");
             push_ms(out, e.duration_ms);
             out.push_str(" upstream_ms=");
             push_ms(out, e.upstream_ms.unwrap_or(-1.0));
@@ -297,7 +387,9 @@ pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
             logfmt_value(out, e.reason);
         }
         AccessLogFormat::Json => {
-            let _ = write!(out, "{{\"ts\":\"{ts:.3}\",\"msg\":\"access\"");
+            out.push_str("{\"ts\":\"");
+            push_timestamp(out);
+            out.push_str("\",\"msg\":\"access\"");
             for (k, v) in [
                 ("ingress", e.ingress),
                 ("host", e.host),
@@ -307,14 +399,18 @@ pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
                 ("service", &e.service),
                 ("pod", &e.pod),
             ] {
-                let _ = write!(out, ",\"{k}\":");
+                out.push_str(",\"");
+                out.push_str(k);
+                out.push_str("\":");
                 json_string(out, v);
             }
             out.push_str(",\"upstream\":\"");
             if let Some(u) = e.upstream {
-                let _ = write!(out, "{u}");
+                push_socket_addr(out, u);
             }
-            let _ = write!(out, "\",\"status\":{},\"duration_ms\":", e.status);
+            out.push_str("\",\"status\":");
+            push_u64(out, u64::from(e.status));
+            out.push_str(",\"duration_ms\":");
             push_ms(out, e.duration_ms);
             out.push_str(",\"upstream_ms\":");
             push_ms(out, e.upstream_ms.unwrap_or(-1.0));
@@ -324,18 +420,6 @@ pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
         }
     }
     out.push('\n');
-}
-
-fn ip_str(ip: Option<IpAddr>, buf: &mut [u8; 46]) -> &str {
-    let Some(ip) = ip else {
-        return "";
-    };
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    if write!(cursor, "{ip}").is_err() {
-        return "";
-    }
-    let n = usize::try_from(cursor.position()).unwrap_or(0);
-    std::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
 /// A logfmt value: bare when it is plain, else double-quoted with `\"`, `\\` and control
@@ -409,6 +493,33 @@ mod tests {
              duration_ms=1.235 upstream_ms=-1.000 reason=\"\"\n"
         );
         assert_eq!(s.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn timestamps_and_addresses_read_as_jiff_and_std_write_them() {
+        for _ in 0..3 {
+            let before = jiff::Timestamp::now();
+            let mut s = String::new();
+            push_timestamp(&mut s);
+            let parsed: jiff::Timestamp = s.parse().unwrap();
+            assert!(
+                parsed
+                    >= before.round(jiff::Unit::Millisecond).unwrap()
+                        - jiff::SignedDuration::from_millis(1)
+            );
+            assert_eq!(s, format!("{parsed:.3}"));
+        }
+        for a in [
+            "127.0.0.1:80",
+            "10.200.3.255:65535",
+            "[::1]:8080",
+            "[fd00::1:2]:1",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut s = String::new();
+            push_socket_addr(&mut s, a);
+            assert_eq!(s, a.to_string());
+        }
     }
 
     #[test]

@@ -140,10 +140,11 @@ fn sub_request(auth: &ExternalAuth, req: &AuthRequest<'_>) -> Result<Request<Req
     let mut headers = req.headers.clone();
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::HOST);
+    let client_ip = req.client_ip.to_string();
     proxy::forward_headers(
         &mut headers,
         &Forwarded {
-            client_ip: req.client_ip,
+            client_ip: &client_ip,
             scheme: req.scheme,
             host: req.host,
             port: req.port,

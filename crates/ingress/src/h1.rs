@@ -16,11 +16,13 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Frame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::proxy::{self, ForwardedFields};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -116,19 +118,72 @@ pub enum Error {
 /// The request head as written upstream: `METHOD TARGET HTTP/1.1`, the fields, a blank
 /// line.
 pub fn request_head(method: &Method, target: &str, headers: &HeaderMap) -> Vec<u8> {
-    let mut b = Vec::with_capacity(256 + headers.len() * 32);
+    let mut b = head_line(method, target, headers.len());
+    for (k, v) in headers {
+        field(&mut b, k.as_str(), v.as_bytes());
+    }
+    b.extend_from_slice(b"\r\n");
+    b
+}
+
+/// The request head for a client's request, written straight from the client's fields:
+/// what [`request_head`] writes after [`proxy::forward_headers`], the `extra` fields
+/// (`auth-response-headers`, replacing the client's) and `Host` when the client sent none,
+/// with no header map rebuilt on the way.
+pub fn forward_head(
+    method: &Method,
+    target: &str,
+    client: &HeaderMap,
+    fields: &ForwardedFields<'_>,
+    extra: &[(HeaderName, HeaderValue)],
+    host: &str,
+) -> Vec<u8> {
+    let mut b = head_line(method, target, client.len() + 8);
+    let named = if client.contains_key(header::CONNECTION) {
+        proxy::connection_named(client)
+    } else {
+        Vec::new()
+    };
+    let in_extra = |n: &str| extra.iter().any(|(k, _)| k.as_str() == n);
+    for (k, v) in client {
+        if proxy::is_hop_by_hop(k)
+            || ForwardedFields::replaces(k)
+            || named.contains(k)
+            || in_extra(k.as_str())
+        {
+            continue;
+        }
+        field(&mut b, k.as_str(), v.as_bytes());
+    }
+    fields.each(|n, v| {
+        if !in_extra(n) {
+            field(&mut b, n, v);
+        }
+    });
+    for (k, v) in extra {
+        field(&mut b, k.as_str(), v.as_bytes());
+    }
+    if !client.contains_key(header::HOST) && HeaderValue::from_str(host).is_ok() {
+        field(&mut b, "host", host.as_bytes());
+    }
+    b.extend_from_slice(b"\r\n");
+    b
+}
+
+fn head_line(method: &Method, target: &str, fields: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256 + fields * 32);
     b.extend_from_slice(method.as_str().as_bytes());
     b.push(b' ');
     b.extend_from_slice(target.as_bytes());
     b.extend_from_slice(b" HTTP/1.1\r\n");
-    for (k, v) in headers {
-        b.extend_from_slice(k.as_str().as_bytes());
-        b.extend_from_slice(b": ");
-        b.extend_from_slice(v.as_bytes());
-        b.extend_from_slice(b"\r\n");
-    }
-    b.extend_from_slice(b"\r\n");
     b
+}
+
+fn field(b: &mut Vec<u8>, name: &str, value: &[u8]) {
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(b": ");
+    b.extend_from_slice(value);
+    b.extend_from_slice(b"\r\n");
 }
 
 /// A response head, and how its body is framed.
@@ -136,7 +191,7 @@ pub fn request_head(method: &Method, target: &str, headers: &HeaderMap) -> Vec<u
 pub struct Head {
     /// The status.
     pub status: StatusCode,
-    /// The header fields.
+    /// The header fields, hop-by-hop ones left out.
     pub headers: HeaderMap,
     framing: Framing,
     keep_alive: bool,
@@ -218,6 +273,14 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Option<Head>)>
         return Ok(Some((len, None)));
     }
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    // Headers the Connection field names are hop-by-hop too (RFC 9110 section 7.6.1).
+    let named: Vec<&[u8]> = resp
+        .headers
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|f| f.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_coding = false;
@@ -255,7 +318,13 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Option<Head>)>
                 close = false;
             }
         }
-        headers.append(name, value);
+        if !proxy::is_hop_by_hop(&name)
+            && !named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
+        {
+            headers.append(name, value);
+        }
     }
     if transfer_coding {
         // RFC 9112 section 6.3: Transfer-Encoding overrides Content-Length, which a proxy

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod ca;
 pub mod cors;
 pub mod h1;
+pub mod h1server;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

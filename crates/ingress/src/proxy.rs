@@ -1018,16 +1018,25 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers, and the headers named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// True for a hop-by-hop header (and HTTP/2's `HTTP2-Settings`).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name.as_str() == "http2-settings"
+}
+
+/// The headers a message's `Connection` header names (hop-by-hop by that naming).
+pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
+        .collect()
+}
+
+/// Removes hop-by-hop headers, and the headers named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for n in connection_named(headers) {
         headers.remove(n);
     }
     for n in &HOP_BY_HOP {
@@ -1037,7 +1046,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// True for an HTTP/1.1 `Upgrade` request (WebSocket).
-pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && req
@@ -1051,7 +1060,7 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
 
 /// True for a WebSocket opened over HTTP/2 (RFC 8441): `CONNECT` with the `:protocol`
 /// pseudo-header `websocket`.
-pub fn is_h2_websocket(req: &Request<Incoming>) -> bool {
+pub fn is_h2_websocket<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_2
         && req.method() == http::Method::CONNECT
         && req
@@ -1115,8 +1124,8 @@ pub fn new_request_id() -> HeaderValue {
 /// What the forwarded headers say about the client side.
 #[derive(Debug)]
 pub struct Forwarded<'a> {
-    /// Client address.
-    pub client_ip: IpAddr,
+    /// Client address, as text.
+    pub client_ip: &'a str,
     /// `http` / `https`.
     pub scheme: &'static str,
     /// The request's host as received (port included when present).
@@ -1125,61 +1134,113 @@ pub struct Forwarded<'a> {
     pub port: u16,
 }
 
+/// The fields [`forward_headers`] sets, computed once from the client's request: put
+/// into a header map (hyper's client), or written straight into a request head
+/// ([`crate::h1::forward_head`]).
+#[derive(Debug)]
+pub struct ForwardedFields<'a> {
+    fwd: &'a Forwarded<'a>,
+    /// `X-Forwarded-For` when the client sent one: its values, then the client.
+    xff: Option<String>,
+    /// `X-Request-ID` when the client sent none.
+    request_id: Option<HeaderValue>,
+    /// The listener port in decimal, and where its digits start.
+    port: ([u8; 5], usize),
+}
+
+impl<'a> ForwardedFields<'a> {
+    /// The names set here; a client's own fields of these names are replaced.
+    pub const REPLACED: [&'static str; 6] = [
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-proto",
+        "x-forwarded-scheme",
+        "x-forwarded-host",
+        "x-forwarded-port",
+    ];
+
+    /// The fields for a request with `headers`.
+    pub fn new(headers: &HeaderMap, fwd: &'a Forwarded<'a>) -> ForwardedFields<'a> {
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let xff = headers.contains_key(&xff).then(|| {
+            let mut v = String::new();
+            for prior in headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()) {
+                v.push_str(prior);
+                v.push_str(", ");
+            }
+            v.push_str(fwd.client_ip);
+            v
+        });
+        let request_id = (!headers.contains_key("x-request-id")).then(new_request_id);
+        let mut port = [0u8; 5];
+        let mut n = fwd.port;
+        let mut at = port.len();
+        loop {
+            at -= 1;
+            port[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        ForwardedFields {
+            fwd,
+            xff,
+            request_id,
+            port: (port, at),
+        }
+    }
+
+    /// True when `name` is one of [`Self::REPLACED`].
+    pub fn replaces(name: &HeaderName) -> bool {
+        Self::REPLACED.contains(&name.as_str())
+    }
+
+    /// Each field, valid as a header value: the `REPLACED` ones, then `X-Request-ID`
+    /// when the client sent none.
+    pub fn each(&self, mut f: impl FnMut(&'static str, &[u8])) {
+        let valid = |v: &[u8]| v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+        let ip = self.fwd.client_ip.as_bytes();
+        let xff = self.xff.as_ref().map_or(ip, |x| x.as_bytes());
+        if valid(xff) {
+            f("x-forwarded-for", xff);
+        }
+        if valid(ip) {
+            f("x-real-ip", ip);
+        }
+        let scheme: &[u8] = if self.fwd.scheme == "https" {
+            b"https"
+        } else {
+            b"http"
+        };
+        f("x-forwarded-proto", scheme);
+        f("x-forwarded-scheme", scheme);
+        if valid(self.fwd.host.as_bytes()) {
+            f("x-forwarded-host", self.fwd.host.as_bytes());
+        }
+        let (port, at) = &self.port;
+        f("x-forwarded-port", &port[*at..]);
+        if let Some(rid) = &self.request_id {
+            f("x-request-id", rid.as_bytes());
+        }
+    }
+}
+
 /// Rewrites request headers for the upstream: hop-by-hop removed, `X-Forwarded-For`
 /// appended, `X-Forwarded-Proto/-Host/-Port/-Scheme`, `X-Real-IP`, and `X-Request-ID`
 /// (kept when the client sent one). Returns the request id.
 pub fn forward_headers(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> HeaderValue {
     strip_hop_by_hop(headers);
-    let ip = fwd.client_ip.to_string();
-    let ip_value = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xff_value = if headers.contains_key(&xff) {
-        let prior: Vec<&str> = headers
-            .get_all(&xff)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        HeaderValue::from_str(&format!("{}, {}", prior.join(", "), ip)).ok()
-    } else {
-        Some(ip_value.clone())
-    };
-    if let Some(v) = xff_value {
-        headers.insert(xff, v);
-    }
-    let scheme = if fwd.scheme == "https" {
-        HeaderValue::from_static("https")
-    } else {
-        HeaderValue::from_static("http")
-    };
-    headers.insert(HeaderName::from_static("x-real-ip"), ip_value);
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), scheme.clone());
-    headers.insert(HeaderName::from_static("x-forwarded-scheme"), scheme);
-    if let Ok(v) = HeaderValue::from_str(fwd.host) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
-    }
-    let mut port = [0u8; 5];
-    let mut n = fwd.port;
-    let mut at = port.len();
-    loop {
-        at -= 1;
-        port[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
+    let fields = ForwardedFields::new(headers, fwd);
+    fields.each(|name, value| {
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            headers.insert(HeaderName::from_static(name), v);
         }
-    }
-    if let Ok(v) = HeaderValue::from_bytes(&port[at..]) {
-        headers.insert(HeaderName::from_static("x-forwarded-port"), v);
-    }
-    let rid = HeaderName::from_static("x-request-id");
-    match headers.get(&rid) {
-        Some(v) => v.clone(),
-        None => {
-            let v = new_request_id();
-            headers.insert(rid, v.clone());
-            v
-        }
-    }
+    });
+    headers
+        .get("x-request-id")
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(""))
 }
 
 /// The URI to send upstream: origin-form for HTTP/1.1, absolute for HTTP/2.
@@ -1343,7 +1404,7 @@ mod tests {
         let rid = forward_headers(
             &mut h,
             &Forwarded {
-                client_ip: "192.0.2.7".parse().unwrap(),
+                client_ip: "192.0.2.7",
                 scheme: "https",
                 host: "a.test:8443",
                 port: 8443,

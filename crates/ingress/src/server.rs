@@ -38,6 +38,7 @@ use crate::auth::{self, AuthOutcome, AuthRequest};
 use crate::ca::{CaError, LocalCa};
 use crate::cors;
 use crate::h1;
+use crate::h1server;
 use crate::limits::RouteLimiter;
 use crate::metrics::{IngressLabels, LimitLabels, ListenerLabels, Metrics, RequestLabels};
 use crate::proxy::{
@@ -71,6 +72,9 @@ pub struct ServerConfig {
     /// (`SO_REUSEPORT`, the kernel spreads connections) and its own upstream pools, so a
     /// request never changes thread. 0 (the default): the caller's runtime serves them.
     pub workers: usize,
+    /// HTTP/1.1 requests without a body or upgrade are served by the fast path
+    /// ([`crate::h1server`]); `false` leaves every request to hyper. Default `true`.
+    pub fast_http1: bool,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             access_log: accesslog::AccessLogConfig::default(),
             workers: 0,
+            fast_http1: true,
         }
     }
 }
@@ -559,6 +564,11 @@ impl ConnState {
         }
     }
 
+    /// True between requests: no head begun, none in flight.
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.head_start.load(Ordering::Relaxed) == 0
+    }
+
     /// When the watchdog must look again, and what expires then.
     fn deadline(&self, cfg: &ServerConfig) -> (u64, Expiry) {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -663,6 +673,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
 struct ConnInfo {
     scheme: Scheme,
     peer: SocketAddr,
+    /// The client's address as text (forwarded headers, access log).
+    peer_text: Box<str>,
     port: u16,
     state: Arc<ConnState>,
 }
@@ -766,6 +778,7 @@ async fn serve_connection(
     let info = Arc::new(ConnInfo {
         scheme,
         peer,
+        peer_text: peer.ip().to_string().into(),
         port,
         state: state.clone(),
     });
@@ -773,35 +786,82 @@ async fn serve_connection(
         (Scheme::Https, Some(acceptor)) => {
             let tls = tokio::time::timeout(shared.cfg.header_timeout, acceptor.accept(io)).await;
             match tls {
-                Ok(Ok(tls)) => drive(&shared, TokioIo::new(tls), info).await,
+                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    drive(&shared, TokioIo::new(tls), &info).await;
+                }
+                Ok(Ok(tls)) => serve_http1(&shared, tls, &info).await,
                 Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
             }
         }
-        _ => drive(&shared, TokioIo::new(io), info).await,
+        _ => serve_http1(&shared, io, &info).await,
     }
 }
 
-async fn drive<I>(shared: &Arc<Shared>, io: I, info: Arc<ConnInfo>)
+/// An HTTP/1.1 connection (or what may turn out to be h2c): the fast path
+/// ([`h1server`]) until a request needs hyper, then hyper.
+async fn serve_http1<IO>(shared: &Arc<Shared>, io: IO, info: &Arc<ConnInfo>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if !shared.cfg.fast_http1 {
+        return drive(shared, TokioIo::new(io), info).await;
+    }
+    let fast = h1server::serve(
+        io,
+        |req| handle(shared.clone(), info.clone(), req),
+        || *shared.closing.borrow(),
+    );
+    // Between requests the connection can go at once; inside one it ends after the
+    // response (serve() reads `closing` there).
+    let ended = watchdog(shared, info, fast, |_| info.state.is_idle()).await;
+    if let Some(h1server::Ended::Handover(io)) = ended {
+        drive(shared, TokioIo::new(io), info).await;
+    }
+}
+
+/// A connection served by hyper (HTTP/1.1 with bodies and upgrades, h2c, h2).
+async fn drive<I>(shared: &Arc<Shared>, io: I, info: &Arc<ConnInfo>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let svc = {
         let shared = shared.clone();
         let info = info.clone();
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             let shared = shared.clone();
             let info = info.clone();
-            async move { Ok::<_, Infallible>(handle(shared, info, req).await) }
+            async move { Ok::<_, Infallible>(handle(shared, info, req.map(Some)).await) }
         })
     };
     let conn = shared.builder.serve_connection_with_upgrades(io, svc);
+    let ended = watchdog(shared, info, conn, |c| {
+        c.graceful_shutdown();
+        false
+    })
+    .await;
+    if let Some(Err(e)) = ended {
+        tracing::debug!(client = %info.peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Runs a connection under its watchdog: the request-head timeout (slowloris) closes it,
+/// the idle timeout and the server's `closing` ask it to finish (`graceful`, which says
+/// whether it may be dropped at once), `force` drops it. `None` when it was dropped.
+async fn watchdog<F: Future>(
+    shared: &Shared,
+    info: &ConnInfo,
+    conn: F,
+    mut graceful: impl FnMut(Pin<&mut F>) -> bool,
+) -> Option<F::Output> {
     tokio::pin!(conn);
     let mut closing = shared.closing.subscribe();
     let mut force = shared.force.subscribe();
     let mut draining = false;
     if *closing.borrow_and_update() {
-        conn.as_mut().graceful_shutdown();
+        if graceful(conn.as_mut()) {
+            return None;
+        }
         draining = true;
     }
     let cfg = &shared.cfg;
@@ -809,12 +869,7 @@ where
         let (at, what) = info.state.deadline(cfg);
         let wait = Duration::from_millis(at.saturating_sub(info.state.now()));
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(client = %info.peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
+            r = conn.as_mut() => return Some(r),
             _ = tokio::time::sleep(wait), if !draining => {
                 let (at2, what2) = info.state.deadline(cfg);
                 if at2 > info.state.now() || what2 != what {
@@ -823,20 +878,24 @@ where
                 match what {
                     Expiry::Header => {
                         tracing::debug!(client = %info.peer, "request head timeout: closing");
-                        return;
+                        return None;
                     }
                     Expiry::Idle => {
-                        conn.as_mut().graceful_shutdown();
+                        if graceful(conn.as_mut()) {
+                            return None;
+                        }
                         draining = true;
                     }
                     Expiry::Recheck => {}
                 }
             }
             _ = closing.changed(), if !draining => {
-                conn.as_mut().graceful_shutdown();
+                if graceful(conn.as_mut()) {
+                    return None;
+                }
                 draining = true;
             }
-            _ = force.changed() => return,
+            _ = force.changed() => return None,
         }
     }
 }
@@ -880,7 +939,7 @@ fn reply_response(r: &Reply) -> Response<RespBody> {
 }
 
 /// The host a request names: `:authority` (HTTP/2, absolute-form) or `Host`.
-fn request_host(req: &Request<Incoming>) -> &str {
+fn request_host<B>(req: &Request<B>) -> &str {
     if req.version() == Version::HTTP_2
         && let Some(a) = req.uri().authority()
     {
@@ -896,7 +955,7 @@ fn request_host(req: &Request<Incoming>) -> &str {
 async fn handle(
     shared: Arc<Shared>,
     info: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<Option<Incoming>>,
 ) -> Response<RespBody> {
     let start = Instant::now();
     let in_flight = InFlight::enter(&info.state, req.version() == Version::HTTP_2);
@@ -978,7 +1037,7 @@ async fn process(
     snap: &Generation,
     info: &ConnInfo,
     host: &str,
-    req: Request<Incoming>,
+    req: Request<Option<Incoming>>,
 ) -> Processed {
     let client_ip = info.peer.ip();
     // A Host that is not a valid authority gets 400 from the router (as from nginx).
@@ -1221,7 +1280,7 @@ async fn forward(
     state: Option<&RouteState>,
     info: &ConnInfo,
     host: &str,
-    mut req: Request<Incoming>,
+    mut req: Request<Option<Incoming>>,
     auth_headers: Vec<(HeaderName, HeaderValue)>,
     out: &mut Outcome,
 ) -> Response<RespBody> {
@@ -1257,51 +1316,20 @@ async fn forward(
     } else {
         http::HeaderMap::new()
     };
-    proxy::forward_headers(
-        &mut parts.headers,
-        &Forwarded {
-            client_ip: info.peer.ip(),
-            scheme: info.scheme.as_str(),
-            host,
-            port: info.port,
-        },
-    );
-    for (n, v) in auth_headers {
-        parts.headers.insert(n, v);
-    }
-    if proto == Proto::H2c || proto == Proto::H2Tls {
-        parts.headers.remove(header::HOST);
-        if te_trailers {
-            parts
-                .headers
-                .insert(header::TE, HeaderValue::from_static("trailers"));
-        }
-    } else if !parts.headers.contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(host)
-    {
-        parts.headers.insert(header::HOST, v);
-    }
-    if h2_websocket {
-        proxy::h2_websocket_to_h1(&mut parts);
-    } else if let (true, Some(u)) = (upgrade, upgrade_value) {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, u);
-    }
     let policy = &route.policy;
     let exceeded = Arc::new(AtomicBool::new(false));
-    let (body, progress) = if body.is_end_stream() {
-        (ReqBody::Empty, Progress::new(Phase::Sent))
-    } else {
-        let progress = Progress::new(Phase::Sending);
-        let body = LimitedBody::new(
-            body,
-            policy.proxy_body_size,
-            exceeded.clone(),
-            progress.clone(),
-        );
-        (ReqBody::Client(body), progress)
+    let (body, progress) = match body {
+        Some(body) if !body.is_end_stream() => {
+            let progress = Progress::new(Phase::Sending);
+            let body = LimitedBody::new(
+                body,
+                policy.proxy_body_size,
+                exceeded.clone(),
+                progress.clone(),
+            );
+            (ReqBody::Client(body), progress)
+        }
+        _ => (ReqBody::Empty, Progress::new(Phase::Sent)),
     };
     let authority = if host.is_empty() {
         backend
@@ -1316,20 +1344,61 @@ async fn forward(
         out.reason = format!("cannot build upstream URI from {:?}", up.path_and_query);
         return plain(500, &out.reason, Vec::new());
     };
-    parts.uri = uri;
-    parts.version = proxy::upstream_version(proto);
+    let fwd = Forwarded {
+        client_ip: &info.peer_text,
+        scheme: info.scheme.as_str(),
+        host,
+        port: info.port,
+    };
     // The fast path (crate::h1) for what most traffic is: a bodiless GET or HEAD, no
-    // upgrade, to a cleartext HTTP/1.1 backend.
+    // upgrade, to a cleartext HTTP/1.1 backend. Its head is written straight from the
+    // client's fields.
     let is_head = parts.method == http::Method::HEAD;
-    let fast_head = (proto == Proto::H1
+    let fast = proto == Proto::H1
         && !upgrade
         && matches!(body, ReqBody::Empty)
-        && (parts.method == http::Method::GET || is_head))
-        .then(|| {
-            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            h1::request_head(&parts.method, target, &parts.headers)
-        });
-    let mut request = Some(Request::from_parts(parts, body));
+        && (parts.method == http::Method::GET || is_head);
+    let (fast_head, mut request) = if fast {
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let fields = proxy::ForwardedFields::new(&parts.headers, &fwd);
+        let head = h1::forward_head(
+            &parts.method,
+            target,
+            &parts.headers,
+            &fields,
+            &auth_headers,
+            host,
+        );
+        (Some(head), None)
+    } else {
+        proxy::forward_headers(&mut parts.headers, &fwd);
+        for (n, v) in auth_headers {
+            parts.headers.insert(n, v);
+        }
+        if proto == Proto::H2c || proto == Proto::H2Tls {
+            parts.headers.remove(header::HOST);
+            if te_trailers {
+                parts
+                    .headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+        } else if !parts.headers.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(host)
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        if h2_websocket {
+            proxy::h2_websocket_to_h1(&mut parts);
+        } else if let (true, Some(u)) = (upgrade, upgrade_value) {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, u);
+        }
+        parts.uri = uri;
+        parts.version = proxy::upstream_version(proto);
+        (None, Some(Request::from_parts(parts, body)))
+    };
 
     let host_only = host
         .rsplit_once(':')
@@ -1388,7 +1457,6 @@ async fn forward(
                     let mut resp = Response::new(RespBody::raw(body, Some(bpol.read_timeout)));
                     *resp.status_mut() = h.status;
                     *resp.headers_mut() = h.headers;
-                    proxy::strip_hop_by_hop(resp.headers_mut());
                     if let Some(c) = pick.set_cookie {
                         resp.headers_mut().append(header::SET_COOKIE, c);
                     }

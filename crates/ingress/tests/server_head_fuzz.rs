@@ -223,10 +223,11 @@ pub fn check(table: &RouteTable, data: &[u8]) -> Result<(), String> {
                     }
                 }
                 let mut fwd = headers.clone();
+                let client_text = client_ip.to_string();
                 let rid = proxy::forward_headers(
                     &mut fwd,
                     &Forwarded {
-                        client_ip,
+                        client_ip: &client_text,
                         scheme: scheme.as_str(),
                         host: &host,
                         port: 443,

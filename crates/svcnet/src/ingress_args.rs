@@ -20,8 +20,22 @@ pub struct IngressArgs {
     /// serves them.
     #[arg(long, value_name = "N")]
     pub ingress_workers: Option<usize>,
+    /// Who serves HTTP/1.1 requests without a body: `fast` (svcnet's own path, the
+    /// default) or `hyper` (every request through hyper, as before the fast path; for
+    /// comparison and as a fallback).
+    #[arg(long, default_value = "fast", value_name = "fast|hyper")]
+    pub ingress_http1: Http1Engine,
     #[command(flatten)]
     pub classes: IngressClassArgs,
+}
+
+/// `--ingress-http1`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http1Engine {
+    /// svcnet's own HTTP/1.1 path for requests without a body.
+    Fast,
+    /// hyper for every request.
+    Hyper,
 }
 
 /// Which Ingresses svcnet serves (`up`, `check`, `get`).

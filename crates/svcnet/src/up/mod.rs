@@ -207,6 +207,7 @@ async fn run_async(args: UpArgs) -> Result<ExitCode> {
                 },
             },
             workers: args.ingress.workers(),
+            fast_http1: args.ingress.ingress_http1 == crate::ingress_args::Http1Engine::Fast,
             ..svcnet_ingress::ServerConfig::default()
         };
         let server = svcnet_ingress::IngressServer::start(config, &mut registry)
