@@ -1527,3 +1527,262 @@ async fn https_and_grpcs_backends_over_unverified_tls() {
         Some("https://grpcs.test/pkg.Svc/Call")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The fast HTTP/1.1 server path, byte by byte
+
+/// A client connection that reads responses as an HTTP/1.1 client frames them.
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One response: status, header fields (names lower-case), the body (de-chunked).
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        Client {
+            s: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads more; 0 at the end of the stream.
+    async fn fill(&mut self) -> usize {
+        let mut b = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut b))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&b[..n]);
+        n
+    }
+
+    /// A line (CRLF removed) from the buffer.
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let l = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return l;
+            }
+            assert!(self.fill().await > 0, "closed inside a line");
+        }
+    }
+
+    async fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await > 0, "closed inside a body");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// The next response; `None` when the connection closed first.
+    async fn answer(&mut self, head_request: bool) -> Option<Answer> {
+        let (status, headers, len) = loop {
+            let mut fields = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut fields);
+            if let httparse::Status::Complete(len) = r.parse(&self.buf).unwrap() {
+                let headers = r
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                break (r.code.unwrap(), headers, len);
+            }
+            if self.fill().await == 0 {
+                assert!(self.buf.is_empty(), "closed inside a head");
+                return None;
+            }
+        };
+        self.buf.drain(..len);
+        let mut a = Answer {
+            status,
+            headers,
+            body: String::new(),
+        };
+        if head_request || status == 204 || status == 304 {
+            return Some(a);
+        }
+        let body = if a.header("transfer-encoding") == Some("chunked") {
+            let mut body = Vec::new();
+            loop {
+                let size = self.line().await;
+                let size = usize::from_str_radix(size.split(';').next().unwrap(), 16).unwrap();
+                if size == 0 {
+                    while !self.line().await.is_empty() {}
+                    break body;
+                }
+                body.extend(self.take(size).await);
+                assert_eq!(self.take(2).await, b"\r\n");
+            }
+        } else if let Some(n) = a.header("content-length") {
+            self.take(n.parse().unwrap()).await
+        } else {
+            while self.fill().await > 0 {}
+            std::mem::take(&mut self.buf)
+        };
+        a.body = String::from_utf8_lossy(&body).into_owned();
+        Some(a)
+    }
+
+    /// True when the server closed the connection (nothing more to read).
+    async fn closed(&mut self) -> bool {
+        self.buf.is_empty() && self.fill().await == 0
+    }
+}
+
+/// The same bytes on the wire from the fast path as from hyper alone.
+#[tokio::test]
+async fn http1_keep_alive_pipelining_and_the_switch_to_hyper_mid_connection() {
+    for fast in [true, false] {
+        http1_connection_behaviour(fast).await;
+    }
+}
+
+async fn http1_connection_behaviour(fast: bool) {
+    let (env, table) = start_with(
+        |p| {
+            workload("web", 1, p)
+                + &workload("chunked", 1, p + 1)
+                + &ingress("web", "web.test", "web", &[])
+                + &ingress("c", "chunked.test", "chunked", &[])
+        },
+        &["web"],
+        |c| c.fast_http1 = fast,
+    )
+    .await;
+    for ep in endpoints_of(&table, "chunked") {
+        serve_raw(ep, Raw::Chunked).await;
+    }
+    let get = |host: &str, path: &str, version: &str, extra: &str| {
+        format!("GET {path} HTTP/{version}\r\nHost: {host}\r\n{extra}\r\n").into_bytes()
+    };
+    let mut c = Client::connect(env.http).await;
+    // Two requests in one write: two answers, in order, on one connection.
+    let mut two = get("web.test", "/one", "1.1", "");
+    two.extend(get("web.test", "/two", "1.1", ""));
+    c.send(&two).await;
+    for path in ["/one", "/two"] {
+        let a = c.answer(false).await.unwrap();
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(line(&a.body, "uri: "), Some(path), "{a:?}");
+        assert!(a.header("date").is_some(), "{a:?}");
+    }
+    // A body: hyper serves this request and the rest of the connection.
+    c.send(b"POST /three HTTP/1.1\r\nHost: web.test\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(
+        (a.status, line(&a.body, "body-len: ")),
+        (200, Some("5")),
+        "{a:?}"
+    );
+    c.send(&get("web.test", "/four", "1.1", "")).await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(line(&a.body, "uri: "), Some("/four"), "{a:?}");
+
+    // A body of unknown length goes chunked to an HTTP/1.1 client...
+    let mut c = Client::connect(env.http).await;
+    for _ in 0..2 {
+        c.send(&get("chunked.test", "/", "1.1", "")).await;
+        let a = c.answer(false).await.unwrap();
+        assert_eq!(a.header("transfer-encoding"), Some("chunked"), "{a:?}");
+        assert_eq!((a.status, a.body.as_str()), (200, "hello world"), "{a:?}");
+    }
+    // ... and `Connection: close` is the last request of a connection.
+    c.send(&get("web.test", "/", "1.1", "Connection: close\r\n"))
+        .await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(
+        (a.status, a.header("connection")),
+        (200, Some("close")),
+        "{a:?}"
+    );
+    assert!(c.closed().await);
+
+    // HTTP/1.0: one request per connection unless it asks for keep-alive; a body of
+    // unknown length is delimited by the close.
+    let mut c = Client::connect(env.http).await;
+    c.send(&get("web.test", "/", "1.0", "")).await;
+    assert_eq!(c.answer(false).await.unwrap().status, 200);
+    assert!(c.closed().await);
+    let mut c = Client::connect(env.http).await;
+    for _ in 0..2 {
+        c.send(&get("web.test", "/", "1.0", "Connection: keep-alive\r\n"))
+            .await;
+        let a = c.answer(false).await.unwrap();
+        assert_eq!(a.header("connection"), Some("keep-alive"), "{a:?}");
+    }
+    c.send(&get(
+        "chunked.test",
+        "/",
+        "1.0",
+        "Connection: keep-alive\r\n",
+    ))
+    .await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(a.header("transfer-encoding"), None, "{a:?}");
+    assert_eq!(a.body, "hello world", "{a:?}");
+
+    // HEAD: the length, no body, and the connection stays in step.
+    let mut c = Client::connect(env.http).await;
+    c.send(b"HEAD / HTTP/1.1\r\nHost: web.test\r\n\r\n").await;
+    let a = c.answer(true).await.unwrap();
+    assert!(a.header("content-length").is_some(), "{a:?}");
+    c.send(&get("web.test", "/after-head", "1.1", "")).await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(line(&a.body, "uri: "), Some("/after-head"), "{a:?}");
+
+    // What httparse refuses goes to hyper, which answers 400 and closes.
+    let mut c = Client::connect(env.http).await;
+    c.send(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").await;
+    let a = c.answer(false).await.unwrap();
+    assert_eq!(a.status, 400, "{a:?}");
+
+    // Shutdown: an idle keep-alive connection is closed at once; a request in flight is
+    // answered, with `Connection: close`, and its connection closed after.
+    let mut idle = Client::connect(env.http).await;
+    idle.send(&get("web.test", "/", "1.1", "")).await;
+    assert_eq!(idle.answer(false).await.unwrap().status, 200);
+    let mut busy = Client::connect(env.http).await;
+    busy.send(&get("web.test", "/slow", "1.1", "")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    let server = env.server.clone();
+    let down = tokio::spawn(async move { server.shutdown(Duration::from_secs(10)).await });
+    assert!(idle.closed().await);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let a = busy.answer(false).await.unwrap();
+    assert_eq!(
+        (a.status, a.header("connection")),
+        (200, Some("close")),
+        "{a:?}"
+    );
+    assert!(busy.closed().await);
+    down.await.unwrap();
+}

@@ -9,7 +9,8 @@
 //! a `Location` that parses as a URI; a proxy decision has an upstream path that parses,
 //! starts with `/` and builds an upstream URI for every protocol; the rewritten headers
 //! hold no hop-by-hop header, end `X-Forwarded-For` with the client and carry an
-//! `X-Request-ID`; an endpoint chosen exists.
+//! `X-Request-ID`; the fast HTTP/1.1 path's upstream head (`h1::forward_head`) has
+//! the same fields as the header-map path's; an endpoint chosen exists.
 //!
 //! This file is both the oracle of `fuzz/fuzz_targets/ingress_head.rs` (included there
 //! with `#[path]`) and, under `cargo test`, a replay of seed heads, of
@@ -224,15 +225,31 @@ pub fn check(table: &RouteTable, data: &[u8]) -> Result<(), String> {
                 }
                 let mut fwd = headers.clone();
                 let client_text = client_ip.to_string();
-                let rid = proxy::forward_headers(
-                    &mut fwd,
-                    &Forwarded {
-                        client_ip: &client_text,
-                        scheme: scheme.as_str(),
-                        host: &host,
-                        port: 443,
-                    },
-                );
+                let forwarded = Forwarded {
+                    client_ip: &client_text,
+                    scheme: scheme.as_str(),
+                    host: &host,
+                    port: 443,
+                };
+                let rid = proxy::forward_headers(&mut fwd, &forwarded);
+                // The fast HTTP/1.1 path writes the same fields straight from the client's.
+                let fields = proxy::ForwardedFields::new(&headers, &forwarded);
+                let fast =
+                    svcnet_ingress::h1::forward_head(&method, pq, &headers, &fields, &[], &host);
+                let mut mapped = fwd.clone();
+                if !mapped.contains_key(http::header::HOST)
+                    && let Ok(v) = HeaderValue::from_str(&host)
+                {
+                    mapped.insert(http::header::HOST, v);
+                }
+                let mapped = svcnet_ingress::h1::request_head(&method, pq, &mapped);
+                if head_fields(&fast) != head_fields(&mapped) {
+                    return Err(format!(
+                        "fast head {:?} differs from {:?}",
+                        String::from_utf8_lossy(&fast),
+                        String::from_utf8_lossy(&mapped)
+                    ));
+                }
                 for h in HOP_BY_HOP {
                     if fwd.contains_key(h) {
                         return Err(format!("hop-by-hop header {h} forwarded"));
@@ -297,6 +314,20 @@ pub fn check(table: &RouteTable, data: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A request head's line and fields, sorted, the random request id masked.
+fn head_fields(head: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines: Vec<String> = text
+        .split("\r\n")
+        .map(|l| match l.split_once(": ") {
+            Some(("x-request-id", v)) if v.len() == 32 => "x-request-id: *".to_string(),
+            _ => l.to_string(),
+        })
+        .collect();
+    lines.sort();
+    lines
 }
 
 #[cfg(test)]
