@@ -274,13 +274,17 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Option<Head>)>
     }
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     // Headers the Connection field names are hop-by-hop too (RFC 9110 section 7.6.1).
-    let named: Vec<&[u8]> = resp
-        .headers
-        .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|f| f.value.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect();
+    // A scan per field, no allocation: a head has a few dozen fields at most.
+    let named = |name: &HeaderName| {
+        resp.headers
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|f| f.value.split(|&b| b == b','))
+            .any(|t| {
+                t.trim_ascii()
+                    .eq_ignore_ascii_case(name.as_str().as_bytes())
+            })
+    };
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_coding = false;
@@ -318,11 +322,7 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Option<Head>)>
                 close = false;
             }
         }
-        if !proxy::is_hop_by_hop(&name)
-            && !named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
-        {
+        if !proxy::is_hop_by_hop(&name) && !named(&name) {
             headers.append(name, value);
         }
     }
@@ -609,6 +609,17 @@ mod tests {
         let (len, h) = parse_head(text.as_bytes(), is_head).unwrap().unwrap();
         assert_eq!(len, text.len());
         h.unwrap()
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_left_out() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nx-keep: 2\r\ncontent-length: 0\r\n\r\n",
+            false,
+        );
+        let names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-keep", "content-length"]);
+        assert!(h.keep_alive);
     }
 
     #[test]
