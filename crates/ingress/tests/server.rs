@@ -960,6 +960,14 @@ enum Raw {
     /// Answers one request with a length, then closes without saying so: the proxy's
     /// pooled connection is stale for the next request.
     OneShot,
+    /// Answers `GET /chunked` with 1 MB chunked in 10 KB chunks, any other request with
+    /// 1 MB by `Content-Length`, written in 64 KiB pieces, on a keep-alive connection.
+    Big,
+}
+
+/// The body `Raw::Big` sends: `n` bytes, a repeating pattern.
+fn big_body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
 /// A backend written by hand on `addr`, for the stalls a well-behaved server never makes.
@@ -974,6 +982,44 @@ async fn serve_raw(addr: SocketAddr, how: Raw) {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
+                if matches!(how, Raw::Big) {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let body = big_body(1_000_000);
+                    loop {
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let chunked = pending.starts_with(b"GET /chunked");
+                            pending.drain(..end + 4);
+                            let mut answer = Vec::new();
+                            if chunked {
+                                answer.extend_from_slice(
+                                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                                );
+                                for c in body.chunks(10_000) {
+                                    answer
+                                        .extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                                    answer.extend_from_slice(c);
+                                    answer.extend_from_slice(b"\r\n");
+                                }
+                                answer.extend_from_slice(b"0\r\n\r\n");
+                            } else {
+                                answer.extend_from_slice(
+                                    b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n",
+                                );
+                                answer.extend_from_slice(&body);
+                            }
+                            for piece in answer.chunks(65536) {
+                                if s.write_all(piece).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                }
                 if matches!(how, Raw::Chunked | Raw::CloseDelimited | Raw::OneShot) {
                     let mut pending = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -1669,8 +1715,10 @@ async fn http1_connection_behaviour(fast: bool) {
         |p| {
             workload("web", 1, p)
                 + &workload("chunked", 1, p + 1)
+                + &workload("big", 1, p + 2)
                 + &ingress("web", "web.test", "web", &[])
                 + &ingress("c", "chunked.test", "chunked", &[])
+                + &ingress("b", "big.test", "big", &[])
         },
         &["web"],
         |c| c.fast_http1 = fast,
@@ -1678,6 +1726,9 @@ async fn http1_connection_behaviour(fast: bool) {
     .await;
     for ep in endpoints_of(&table, "chunked") {
         serve_raw(ep, Raw::Chunked).await;
+    }
+    for ep in endpoints_of(&table, "big") {
+        serve_raw(ep, Raw::Big).await;
     }
     let get = |host: &str, path: &str, version: &str, extra: &str| {
         format!("GET {path} HTTP/{version}\r\nHost: {host}\r\n{extra}\r\n").into_bytes()
@@ -1748,6 +1799,17 @@ async fn http1_connection_behaviour(fast: bool) {
     let a = c.answer(false).await.unwrap();
     assert_eq!(a.header("transfer-encoding"), None, "{a:?}");
     assert_eq!(a.body, "hello world", "{a:?}");
+
+    // Large bodies, by length and chunked, arrive whole and in order, twice on one
+    // connection (the upstream connection goes back to the pool after each).
+    let mut c = Client::connect(env.http).await;
+    let want = String::from_utf8(big_body(1_000_000)).unwrap();
+    for path in ["/length", "/chunked", "/length", "/chunked"] {
+        c.send(&get("big.test", path, "1.1", "")).await;
+        let a = c.answer(false).await.unwrap();
+        assert_eq!(a.status, 200, "{path}");
+        assert!(a.body == want, "{path}: {} bytes", a.body.len());
+    }
 
     // HEAD: the length, no body, and the connection stays in step.
     let mut c = Client::connect(env.http).await;
