@@ -1,6 +1,6 @@
 //! Fuzz target: arbitrary bytes as an HTTP/1.1 request head (parsed with httparse, as
-//! hyper does) through everything the Ingress server does with a head before the
-//! upstream: `RouteTable::route` on both listeners over a table compiled from the
+//! hyper does, and by the fast HTTP/1.1 server path, which must read it the same way)
+//! through everything the Ingress server does with a head before the upstream: `RouteTable::route` on both listeners over a table compiled from the
 //! Ingress examples plus extra annotations, the `X-Forwarded-*` rewrite, the upstream URI
 //! for every backend protocol, endpoint choice and the CORS / auth-signin headers.
 //!

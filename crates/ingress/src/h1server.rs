@@ -190,6 +190,17 @@ fn parse(buf: &[u8]) -> Parse {
     })
 }
 
+/// The request head at the start of `buf` when this path serves it: the request (its
+/// body is `None`), the head's length in bytes, and whether the connection may carry
+/// another request after it. `None` for a partial head and for what goes to hyper. For
+/// the fuzz oracle (`crates/ingress/tests/server_head_fuzz.rs`).
+pub fn parse_request(buf: &[u8]) -> Option<(Request<Option<Incoming>>, usize, bool)> {
+    match parse(buf) {
+        Parse::Mine(h) => Some((h.request, h.len, h.keep_alive)),
+        Parse::Partial | Parse::NotMine => None,
+    }
+}
+
 /// How a response body is framed on the client connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Framing {

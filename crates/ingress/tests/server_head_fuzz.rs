@@ -5,7 +5,8 @@
 //! the upstream URI for every backend protocol, endpoint choice (affinity cookie,
 //! `upstream-hash-by`, round-robin) and the CORS and auth-signin headers.
 //!
-//! Invariants: no panic; a controller answer has a status in 300..=599 and a redirect has
+//! Invariants: no panic; the fast HTTP/1.1 server path (`h1server::parse_request`) reads a
+//! head it takes exactly as httparse and the `http` types do; a controller answer has a status in 300..=599 and a redirect has
 //! a `Location` that parses as a URI; a proxy decision has an upstream path that parses,
 //! starts with `/` and builds an upstream URI for every protocol; the rewritten headers
 //! hold no hop-by-hop header, end `X-Forwarded-For` with the client and carry an
@@ -163,6 +164,26 @@ pub fn check(table: &RouteTable, data: &[u8]) -> Result<(), String> {
             return Ok(());
         };
         headers.append(n, v);
+    }
+    // The fast HTTP/1.1 server path, when it takes the head, reads it as the above does.
+    if let Some((fast, len, _)) = svcnet_ingress::h1server::parse_request(data) {
+        let Ok(httparse::Status::Complete(want)) =
+            httparse::Request::new(&mut [httparse::EMPTY_HEADER; 64]).parse(data)
+        else {
+            return Err("fast path took a head httparse finds incomplete".into());
+        };
+        if len != want
+            || fast.method() != method
+            || fast.uri() != &uri
+            || fast.headers() != &headers
+        {
+            return Err(format!(
+                "fast path read {} {} {:?} ({len} bytes), not {method} {uri} {headers:?} ({want} bytes)",
+                fast.method(),
+                fast.uri(),
+                fast.headers()
+            ));
+        }
     }
     let host = headers
         .get(http::header::HOST)
