@@ -20,6 +20,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
+use svcnet_model::types::ObjectKey;
+
 /// Pending lines are written at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
@@ -73,10 +75,10 @@ pub struct Entry<'a> {
     pub method: &'a str,
     /// The client address.
     pub client: Option<IpAddr>,
-    /// `namespace/name` of the Service.
-    pub service: String,
-    /// `namespace/name` of the pod that answered.
-    pub pod: String,
+    /// The Service.
+    pub service: Option<&'a ObjectKey>,
+    /// The pod that answered.
+    pub pod: Option<&'a ObjectKey>,
     /// The endpoint address.
     pub upstream: Option<SocketAddr>,
     /// The status sent.
@@ -287,6 +289,15 @@ fn push_frac3(out: &mut String, n: u64) {
     }
 }
 
+/// `namespace/name`, or nothing.
+fn push_key(out: &mut String, key: Option<&ObjectKey>) {
+    if let Some(k) = key {
+        out.push_str(&k.namespace);
+        out.push('/');
+        out.push_str(&k.name);
+    }
+}
+
 fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
@@ -349,11 +360,18 @@ fn push_timestamp(out: &mut String) {
 
 /// One line, newline included.
 pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
-    let mut client = String::new();
+    // One scratch for the three composed values (`client`, `service`, `pod`).
+    let mut scratch = String::with_capacity(128);
     if let Some(ip) = e.client {
-        push_ip(&mut client, ip);
+        push_ip(&mut scratch, ip);
     }
-    let client = client.as_str();
+    let client_end = scratch.len();
+    push_key(&mut scratch, e.service);
+    let service_end = scratch.len();
+    push_key(&mut scratch, e.pod);
+    let client = &scratch[..client_end];
+    let service = &scratch[client_end..service_end];
+    let pod = &scratch[service_end..];
     match format {
         AccessLogFormat::Text => {
             out.push_str("ts=");
@@ -365,8 +383,8 @@ pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
                 ("path", e.path),
                 ("method", e.method),
                 ("client", client),
-                ("service", &e.service),
-                ("pod", &e.pod),
+                ("service", service),
+                ("pod", pod),
             ] {
                 out.push(' ');
                 out.push_str(k);
@@ -396,8 +414,8 @@ pub fn format_entry(out: &mut String, e: &Entry<'_>, format: AccessLogFormat) {
                 ("path", e.path),
                 ("method", e.method),
                 ("client", client),
-                ("service", &e.service),
-                ("pod", &e.pod),
+                ("service", service),
+                ("pod", pod),
             ] {
                 out.push_str(",\"");
                 out.push_str(k);
@@ -464,6 +482,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    static WEB: std::sync::LazyLock<ObjectKey> =
+        std::sync::LazyLock::new(|| ObjectKey::new("default", "web"));
+    static WEB_1: std::sync::LazyLock<ObjectKey> =
+        std::sync::LazyLock::new(|| ObjectKey::new("default", "web-1"));
+
     fn entry() -> Entry<'static> {
         Entry {
             ingress: "default/web",
@@ -471,8 +494,8 @@ mod tests {
             path: "/a b\"\n",
             method: "GET",
             client: Some("127.0.0.1".parse().unwrap()),
-            service: "default/web".into(),
-            pod: "default/web-1".into(),
+            service: Some(&WEB),
+            pod: Some(&WEB_1),
             upstream: Some("127.244.0.3:8080".parse().unwrap()),
             status: 200,
             duration_ms: 1.23456,

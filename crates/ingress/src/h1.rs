@@ -41,11 +41,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// An idle connection younger than `max_idle`, if any.
-    pub fn take(&self, max_idle: Duration) -> Option<Conn> {
+    /// An idle connection younger than `max_idle` at `now`, if any.
+    pub fn take(&self, max_idle: Duration, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((c, at)) = idle.pop() {
-            if at.elapsed() < max_idle {
+            if now.saturating_duration_since(at) < max_idle {
                 return Some(c);
             }
         }

@@ -104,7 +104,10 @@ pub async fn watched<F: Future>(
     read: Duration,
 ) -> Result<F::Output, Stall> {
     let mut exchange = std::pin::pin!(exchange);
-    let first = progress.check(Instant::now(), send, read)?;
+    // The first deadline from when the phase began (no clock read): one already past
+    // fires the timer at once, and the check below reads the clock.
+    let (_, since) = progress.get();
+    let first = progress.check(since, send, read)?;
     let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(first));
     let mut sleep = std::pin::pin!(sleep);
     loop {
@@ -152,6 +155,11 @@ impl Progress {
         let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX >> 2);
         self.state
             .store((ms << 2) | phase as u64, Ordering::Relaxed);
+    }
+
+    /// When the exchange began.
+    pub fn started(&self) -> Instant {
+        self.base
     }
 
     /// The phase and when it began.
@@ -687,16 +695,17 @@ impl Upstreams {
     }
 
     /// For the fast HTTP/1.1 path ([`crate::h1`]): an idle pooled cleartext connection to
-    /// `addr` (unless `fresh`), else a new one within `connect_timeout`; whether it was
-    /// pooled; and its pool.
+    /// `addr` (unless `fresh`), no older than the pool allows at `now`, else a new one
+    /// within `connect_timeout`; whether it was pooled; and its pool.
     pub async fn raw_checkout(
         &self,
         addr: SocketAddr,
         connect_timeout: Duration,
         fresh: bool,
+        now: Instant,
     ) -> Result<(crate::h1::Conn, bool, Arc<crate::h1::Pool>), ConnectError> {
         let pool = self.pool(addr, Proto::H1).raw.clone();
-        if !fresh && let Some(c) = pool.take(POOL_IDLE) {
+        if !fresh && let Some(c) = pool.take(POOL_IDLE, now) {
             return Ok((c, true, pool));
         }
         let deadline = tokio::time::Instant::now() + connect_timeout;

@@ -6,6 +6,10 @@
 //! element, then the host's regex paths longest first.
 
 use std::collections::HashMap;
+
+/// The table's maps: keyed by host or path, looked up per request with foldhash (seeded
+/// per process; the keys come from the manifests, so a client cannot grow a chain).
+pub(crate) type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
 use http::HeaderValue;
@@ -25,9 +29,9 @@ pub struct RouteTable {
     pub(crate) routes: Vec<Route>,
     pub(crate) hosts: Vec<HostTable>,
     /// Precise host (and `server-alias`) -> index in `hosts`.
-    pub(crate) precise: HashMap<String, usize>,
+    pub(crate) precise: Map<usize>,
     /// Parent domain of a `*.parent` host -> index in `hosts`.
-    pub(crate) wildcard: HashMap<String, usize>,
+    pub(crate) wildcard: Map<usize>,
     /// Host-less rules and the catch-all default backend.
     pub(crate) default_server: HostTable,
     pub(crate) tls_hosts: Vec<TlsHost>,
@@ -36,7 +40,7 @@ pub struct RouteTable {
     /// `name.namespace` of every Service with a cluster IP -> its first cluster IP: where
     /// an `auth-url` naming a Service (`http://oauth2-proxy.auth.svc.cluster.local/...`)
     /// goes without a cluster resolver.
-    pub(crate) service_ips: HashMap<String, std::net::IpAddr>,
+    pub(crate) service_ips: Map<std::net::IpAddr>,
     /// `.svc.<cluster domain>`: the suffix of Service DNS names.
     pub(crate) svc_suffix: String,
 }
@@ -55,10 +59,10 @@ pub(crate) struct HostTable {
     /// A certificate covers this host: plain-HTTP requests are redirected (ssl-redirect).
     pub(crate) tls: bool,
     /// `Exact` paths -> route.
-    pub(crate) exact: HashMap<String, usize>,
+    pub(crate) exact: Map<usize>,
     /// `Prefix` (and plain `ImplementationSpecific`) paths by element key -> (route, length
     /// of the path as written: `/foo/` is longer than `/foo` and wins over it).
-    pub(crate) prefix: HashMap<String, (usize, usize)>,
+    pub(crate) prefix: Map<(usize, usize)>,
     /// Regex paths, longest pattern first.
     pub(crate) regexes: Vec<RegexPath>,
     /// The host's default backend route (or the catch-all, for the default server).

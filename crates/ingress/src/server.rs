@@ -34,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
+use svcnet_model::types::ObjectKey;
+
 use crate::accesslog;
 use crate::auth::{self, AuthOutcome, AuthRequest};
 use crate::ca::{CaError, LocalCa};
@@ -1019,11 +1021,11 @@ async fn sweep(shared: Arc<Shared>) {
 
 /// What one request did, for the access log and the metrics.
 #[derive(Default)]
-struct Outcome {
+struct Outcome<'t> {
     route: Option<usize>,
     reason: String,
-    service: String,
-    pod: String,
+    service: Option<&'t ObjectKey>,
+    pod: Option<&'t ObjectKey>,
     upstream: Option<SocketAddr>,
     upstream_ms: Option<f64>,
 }
@@ -1140,19 +1142,19 @@ async fn handle(
     )
 }
 
-type Processed = (
+type Processed<'t> = (
     Response<RespBody>,
-    Outcome,
+    Outcome<'t>,
     Option<crate::limits::ConnectionSlot>,
 );
 
-async fn process(
+async fn process<'t>(
     shared: &Shared,
-    snap: &Generation,
+    snap: &'t Generation,
     info: &ConnInfo,
     host: &str,
     req: Request<Option<Incoming>>,
-) -> Processed {
+) -> Processed<'t> {
     let client_ip = info.peer.ip();
     // A Host that is not a valid authority gets 400 from the router (as from nginx).
     let decision = snap.table.route(&RouteRequest {
@@ -1180,10 +1182,10 @@ async fn process(
     let backend = up.backend;
     let mut out = Outcome {
         route: Some(route.id),
-        service: backend.service.to_string(),
+        service: Some(&backend.service),
         ..Outcome::default()
     };
-    let fail = |out: &mut Outcome, status: u16, reason: String| {
+    let fail = |out: &mut Outcome<'_>, status: u16, reason: String| {
         out.reason = reason;
         plain(status, &out.reason, Vec::new())
     };
@@ -1308,7 +1310,7 @@ fn connect_failed(
     metrics: &Metrics,
     tried: &[usize],
     last_error: &mut Option<ConnectError>,
-    out: &mut Outcome,
+    out: &mut Outcome<'_>,
 ) -> Option<Response<RespBody>> {
     metrics.upstream_error(e.kind());
     tracing::debug!(upstream = %addr, error = %e, "upstream connect failed");
@@ -1328,7 +1330,7 @@ fn stalled(
     stall: Stall,
     addr: SocketAddr,
     metrics: &Metrics,
-    out: &mut Outcome,
+    out: &mut Outcome<'_>,
 ) -> Response<RespBody> {
     let (kind, what) = match stall {
         Stall::Read => ("read_timeout", "did not answer within proxy-read-timeout"),
@@ -1365,7 +1367,7 @@ async fn fast_exchange(
     let mut fresh = false;
     loop {
         let (mut conn, reused, pool) = ups
-            .raw_checkout(addr, bpol.connect_timeout, fresh)
+            .raw_checkout(addr, bpol.connect_timeout, fresh, progress.started())
             .await
             .map_err(FastError::Connect)?;
         let answer = proxy::watched(
@@ -1388,15 +1390,15 @@ async fn fast_exchange(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+async fn forward<'t>(
     shared: &Shared,
-    up: &Upstream<'_>,
+    up: &Upstream<'t>,
     state: Option<&RouteState>,
     info: &ConnInfo,
     host: &str,
     mut req: Request<Option<Incoming>>,
     auth_headers: Vec<(HeaderName, HeaderValue)>,
-    out: &mut Outcome,
+    out: &mut Outcome<'t>,
 ) -> Response<RespBody> {
     let route = up.route;
     let backend = up.backend;
@@ -1562,7 +1564,7 @@ async fn forward(
             continue;
         };
         out.upstream = Some(ep.addr);
-        out.pod = ep.pod.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        out.pod = ep.pod.as_ref();
         if let Some(head) = &fast_head {
             let t0 = Instant::now();
             match fast_exchange(shared, ep.addr, bpol, head, is_head, &progress).await {
