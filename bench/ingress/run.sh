@@ -26,6 +26,10 @@
 #  * CPU per request: user + system CPU time of each proxy's processes over CPU_REQUESTS
 #    requests (the figure least disturbed by other load on a shared machine).
 #  * every request names one of the 100 hosts and its path (/api/N), rotated per run.
+#  * ROUNDS (default 3) alternating rounds, nginx then svcnet; RESULTS.md opens with the
+#    round-by-round ratios (summary.py) and their median, then every measurement. The
+#    machine's own speed drifts more between rounds than the two proxies differ within
+#    one, so only figures of the same round compare.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,6 +41,7 @@ RATE="${RATE:-5000}"              # fixed-rate runs: total requests per second
 RATE_CONNS="${RATE_CONNS:-20}"
 CPU_REQUESTS="${CPU_REQUESTS:-200000}"  # requests per CPU-time measurement
 ROUTES="${ROUTES:-100}"
+ROUNDS="${ROUNDS:-3}"                # alternating nginx/svcnet rounds
 BACKEND=127.0.0.1:18081
 NGINX_HTTP=127.0.0.1:18080
 NGINX_HTTPS=127.0.0.1:18443
@@ -303,22 +308,24 @@ cpu_per_req() { # NAME ADDR ROUTE MODE(h1|h2) PID
     b=$(cpu_ticks "$5")
     local ok
     ok=$(awk '/^status codes:/ {print $3}' "$out")
-    echo "| $1 | $label | $(( (b - a) * 1000000 / $(getconf CLK_TCK) / n )) us | | | $ok 2xx of $n |"
+    local us
+    us=$(awk -v t=$((b - a)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+    echo "| $1 | $label | $us us | | | $ok 2xx of $n |"
 }
 
 rows=()
 route=7
-for round in 1 2; do
+for round in $(seq 1 "$ROUNDS"); do
     for name in nginx svcnet; do
         if [ $name = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; fi
         route=$(( (route + 31) % ROUTES ))
-        rows+=("$(wrk_run "$name" "$http" "$route")")
-        rows+=("$(h2_max "$name" "$https" "$route")")
-        rows+=("$(fixed "$name" "$http" "$route" h1)")
-        rows+=("$(fixed "$name" "$https" "$route" h2)")
+        rows+=("| $round $(wrk_run "$name" "$http" "$route")")
+        rows+=("| $round $(h2_max "$name" "$https" "$route")")
+        rows+=("| $round $(fixed "$name" "$http" "$route" h1)")
+        rows+=("| $round $(fixed "$name" "$https" "$route" h2)")
         if [ $name = nginx ]; then pid=$nginx_pid; else pid=$svcnet_pid; fi
-        rows+=("$(cpu_per_req "$name" "$http" "$route" h1 "$pid")")
-        rows+=("$(cpu_per_req "$name" "$https" "$route" h2 "$pid")")
+        rows+=("| $round $(cpu_per_req "$name" "$http" "$route" h1 "$pid")")
+        rows+=("| $round $(cpu_per_req "$name" "$https" "$route" h2 "$pid")")
     done
 done
 
@@ -330,9 +337,15 @@ nginx_version=$(nginx -v 2>&1)
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),"
     echo "$svcnet_version vs $nginx_version. $ROUTES Ingresses / server blocks, one backend (nginx \`return 200\`)."
     echo "Proxies pinned to CPU 0 (one nginx worker; one svcnet ingress worker, as --ingress-workers defaults to the CPUs it may use), backend and"
-    echo "load generators on CPU 1. Access logs on for both. ${DURATION}s per row; two rounds, alternating."
+    echo "load generators on CPU 1. Access logs on for both. ${DURATION}s per row; $ROUNDS rounds, alternating."
     echo
-    echo "| proxy | run | req/s (CPU rows: CPU time per request) | p50 | p99 | errors |"
-    echo "|---|---|---|---|---|---|"
+    echo "## svcnet / nginx, round by round"
+    echo
+    printf '%s\n' "${rows[@]}" | python3 "$root/bench/ingress/summary.py"
+    echo
+    echo "## Every measurement"
+    echo
+    echo "| round | proxy | run | req/s (CPU rows: CPU time per request) | p50 | p99 | errors |"
+    echo "|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 } | tee "$root/bench/ingress/RESULTS.md"
