@@ -53,19 +53,23 @@ print(f"| round | {h1_max} | {h2_max} | p99, {h1_fix} | p99, {h2_fix} | {h1_cpu}
 print("|---|---|---|---|---|---|---|")
 ratios = {h1_max: [], h2_max: []}
 lower = {h1_fix: 0, h2_fix: 0}
+def pair(r, run, cell, parse):
+    """svcnet's and nginx's figure of `run` in round `r` (cell 0: value, 1: p99)."""
+    s, n = rows.get((r, "svcnet", run)), rows.get((r, "nginx", run))
+    return (parse(s[cell]) if s else None, parse(n[cell]) if n else None)
+
+
 for r in rounds:
     cells = []
     for run in (h1_max, h2_max):
-        s, n = rows.get((r, "svcnet", run)), rows.get((r, "nginx", run))
-        sv, nv = first_number(s[0]) if s else None, first_number(n[0]) if n else None
+        sv, nv = pair(r, run, 0, first_number)
         if sv and nv:
             ratios[run].append(sv / nv)
             cells.append(f"{sv:,.0f} / {nv:,.0f} = **{sv / nv:.2f}x**")
         else:
             cells.append("-")
     for run in (h1_fix, h2_fix):
-        s, n = rows.get((r, "svcnet", run)), rows.get((r, "nginx", run))
-        sv, nv = ms(s[1]) if s else None, ms(n[1]) if n else None
+        sv, nv = pair(r, run, 1, ms)
         if sv is not None and nv is not None:
             lower[run] += sv < nv
             mark = "lower" if sv < nv else ("equal" if sv == nv else "higher")
@@ -73,8 +77,7 @@ for r in rounds:
         else:
             cells.append("-")
     for run in (h1_cpu, h2_cpu):
-        s, n = rows.get((r, "svcnet", run)), rows.get((r, "nginx", run))
-        sv, nv = first_number(s[0]) if s else None, first_number(n[0]) if n else None
+        sv, nv = pair(r, run, 0, first_number)
         cells.append(f"{sv} vs {nv} µs" if sv is not None and nv is not None else "-")
     print(f"| {r} | " + " | ".join(cells) + " |")
 med = [f"**{statistics.median(ratios[run]):.2f}x**" if ratios[run] else "-" for run in (h1_max, h2_max)]

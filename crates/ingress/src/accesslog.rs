@@ -266,19 +266,10 @@ fn push_ms(out: &mut String, ms: f64) {
     push_frac3(out, us % 1000);
 }
 
-/// `n` in decimal, without `core::fmt` (which showed in the profile).
-fn push_u64(out: &mut String, mut n: u64) {
+/// `n` in decimal.
+fn push_u64(out: &mut String, n: u64) {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    out.push_str(std::str::from_utf8(crate::h1server::fmt_u64(n, &mut buf)).unwrap_or("0"));
 }
 
 /// `.` and three digits of `n` (below 1000).

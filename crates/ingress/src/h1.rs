@@ -197,15 +197,16 @@ pub struct Head {
     keep_alive: bool,
 }
 
+/// How a message body is framed on an HTTP/1.1 connection (RFC 9112 section 6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    /// No body (HEAD, 1xx, 204, 304, `Content-Length: 0`).
+pub(crate) enum Framing {
+    /// No body bytes (HEAD, 1xx, 204, 304, `Content-Length: 0`).
     Empty,
-    /// So many bytes.
+    /// `Content-Length`: so many bytes.
     Length(u64),
     /// Chunked transfer coding.
     Chunked,
-    /// Until the upstream closes the connection.
+    /// Until the sender closes the connection.
     Close,
 }
 

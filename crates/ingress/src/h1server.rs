@@ -24,6 +24,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::h1::Framing;
 use crate::proxy::RespBody;
 
 /// Largest request head served here; a longer one goes to hyper (which answers 431).
@@ -70,35 +71,49 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
+/// `AsyncWrite` for a wrapper `$t<T>` by its field `$f: T`, every call passed through.
+macro_rules! delegate_async_write {
+    ($t:ident, $f:ident) => {
+        impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $t<T> {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().$f).poll_write(cx, buf)
+            }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().$f).poll_flush(cx)
+            }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().$f).poll_shutdown(cx)
+            }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().$f).poll_write_vectored(cx, bufs)
+            }
 
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
+            fn is_write_vectored(&self) -> bool {
+                self.$f.is_write_vectored()
+            }
+        }
+    };
 }
+pub(crate) use delegate_async_write;
+
+delegate_async_write!(Prefixed, io);
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -201,19 +216,6 @@ pub fn parse_request(buf: &[u8]) -> Option<(Request<Option<Incoming>>, usize, bo
     }
 }
 
-/// How a response body is framed on the client connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    /// No body bytes (HEAD, 1xx, 204, 304).
-    Empty,
-    /// `Content-Length`.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-    /// Until the connection closes (an HTTP/1.0 client, length unknown).
-    Close,
-}
-
 /// Writes the response head into `out` and says how the body follows. Like hyper's
 /// server: the `Content-Length` given (else `exact`, the body's exact size), else chunked for an
 /// HTTP/1.1 client and close-delimited for an HTTP/1.0 one; `Date` when missing;
@@ -305,8 +307,8 @@ fn encode_head(
     framing
 }
 
-/// `n` in decimal, in `buf`.
-fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+/// `n` in decimal, in `buf` (no `core::fmt`, which shows in profiles).
+pub(crate) fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

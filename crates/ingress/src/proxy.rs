@@ -1181,17 +1181,11 @@ impl<'a> ForwardedFields<'a> {
             v
         });
         let request_id = (!headers.contains_key("x-request-id")).then(new_request_id);
+        let mut digits = [0u8; 20];
+        let text = crate::h1server::fmt_u64(u64::from(fwd.port), &mut digits);
         let mut port = [0u8; 5];
-        let mut n = fwd.port;
-        let mut at = port.len();
-        loop {
-            at -= 1;
-            port[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-            n /= 10;
-            if n == 0 || at == 0 {
-                break;
-            }
-        }
+        let at = port.len() - text.len();
+        port[at..].copy_from_slice(text);
         ForwardedFields {
             fwd,
             xff,
