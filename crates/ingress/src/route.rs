@@ -332,8 +332,30 @@ fn reply(status: u16, reason: String, route: Option<usize>) -> Reply {
     }
 }
 
+/// `location` with the bytes a URI cannot hold percent-encoded: controls, space,
+/// `"<>\\^`{|}` and every byte past ASCII (a request path may carry raw UTF-8, which
+/// nginx would echo raw into `Location`; RFC 3986 wants it encoded).
+fn uri_escaped(location: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |b: u8| b <= b' ' || b >= 0x7f || b"\"<>\\^`{|}".contains(&b);
+    if !location.bytes().any(bad) {
+        return std::borrow::Cow::Borrowed(location);
+    }
+    let mut out = String::with_capacity(location.len() + 16);
+    for b in location.bytes() {
+        if bad(b) {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn redirect_reply(status: u16, location: &str, reason: String, route: usize) -> Reply {
-    match HeaderValue::from_str(location) {
+    match HeaderValue::from_str(&uri_escaped(location)) {
         Ok(v) => Reply {
             status,
             headers: vec![(http::header::LOCATION, v)],

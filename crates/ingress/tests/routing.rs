@@ -627,6 +627,11 @@ fn ssl_redirect_for_hosts_with_tls() {
     assert_eq!(ask(&t, req("plain.test", "/x")), "plain /x");
     assert_eq!(ask(&t, req("force.test", "/")), "308 https://force.test/");
     assert_eq!(ask(&t, req("force.test", "/").https()), "force /");
+    // A raw UTF-8 path (hyper takes one) goes into Location percent-encoded, a valid URI.
+    assert_eq!(
+        ask(&t, req("force.test", "/caf\u{e9} x")),
+        "308 https://force.test/caf%C3%A9%20x"
+    );
 }
 
 #[test]
