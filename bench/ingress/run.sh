@@ -41,7 +41,10 @@ RATE="${RATE:-5000}"              # fixed-rate runs: total requests per second
 RATE_CONNS="${RATE_CONNS:-20}"
 CPU_REQUESTS="${CPU_REQUESTS:-200000}"  # requests per CPU-time measurement
 ROUTES="${ROUTES:-100}"
-ROUNDS="${ROUNDS:-3}"                # alternating nginx/svcnet rounds
+ROUNDS="${ROUNDS:-3}"                # alternating nginx/svcnet rounds (max rate, CPU)
+SLICES="${SLICES:-8}"                # fixed-rate slices per protocol, order swapped each
+SLICE_SECONDS="${SLICE_SECONDS:-4}"  # seconds per fixed-rate slice
+LEGS="${LEGS:-1}"                    # 1: trace where a lone request's time goes (perf, root)
 BACKEND=127.0.0.1:18081
 NGINX_HTTP=127.0.0.1:18080
 NGINX_HTTPS=127.0.0.1:18443
@@ -263,22 +266,24 @@ h2_max() { # NAME ADDR ROUTE
     echo "| $1 | HTTP/2 TLS h2load max rate | $rps | ${p50}ms | ${p99}ms | $fail |"
 }
 
-fixed() { # NAME ADDR ROUTE MODE(h1|h2)
-    local log="$tmp/fixed-$1-$4-$3.log" out="$tmp/fixed-$1-$4-$3.txt"
-    local per=$((RATE / RATE_CONNS)) total=$((RATE * DURATION))
+fixed() { # NAME ADDR ROUTE MODE(h1|h2) SLICE -> one row; the log stays for the pooled figures
+    local log="$tmp/fixed-$1-$4-$5.log" out="$tmp/fixed-$1-$4-$5.txt"
+    local per=$((RATE / RATE_CONNS)) total=$((RATE * SLICE_SECONDS))
     if [ "$4" = h1 ]; then
         taskset -c 1 h2load --h1 -c"$RATE_CONNS" -t1 --rps="$per" -n "$total" \
             --connect-to="$2" --log-file="$log" "http://h$3.bench.test/api/$3" >"$out" 2>&1
-        label="HTTP/1.1 fixed $RATE req/s"
     else
         taskset -c 1 h2load -c"$RATE_CONNS" -t1 --rps="$per" -n "$total" \
             --connect-to="$2" --log-file="$log" "https://h$3.bench.test/api/$3" >"$out" 2>&1
-        label="HTTP/2 TLS fixed $RATE req/s"
     fi
     local rps
     rps=$(awk '/^finished in/ {print $4}' "$out" | tr -d ',')
     read -r p50 p99 p999 n < <(percentiles "$log")
-    echo "| $1 | $label | $rps | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok |"
+    echo "| $1 | $(fixed_label "$4") | $rps | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok |"
+}
+
+fixed_label() { # MODE
+    if [ "$1" = h1 ]; then echo "HTTP/1.1 fixed $RATE req/s"; else echo "HTTP/2 TLS fixed $RATE req/s"; fi
 }
 
 # CPU time a proxy spends per request: user + system ticks of its processes (and their
@@ -314,6 +319,7 @@ cpu_per_req() { # NAME ADDR ROUTE MODE(h1|h2) PID
 }
 
 rows=()
+slice_rows=()
 route=7
 for round in $(seq 1 "$ROUNDS"); do
     for name in nginx svcnet; do
@@ -321,13 +327,61 @@ for round in $(seq 1 "$ROUNDS"); do
         route=$(( (route + 31) % ROUTES ))
         rows+=("| $round $(wrk_run "$name" "$http" "$route")")
         rows+=("| $round $(h2_max "$name" "$https" "$route")")
-        rows+=("| $round $(fixed "$name" "$http" "$route" h1)")
-        rows+=("| $round $(fixed "$name" "$https" "$route" h2)")
         if [ $name = nginx ]; then pid=$nginx_pid; else pid=$svcnet_pid; fi
         rows+=("| $round $(cpu_per_req "$name" "$http" "$route" h1 "$pid")")
         rows+=("| $round $(cpu_per_req "$name" "$https" "$route" h2 "$pid")")
     done
 done
+
+# Fixed rate: SLICES short slices per protocol, the two proxies back to back in each,
+# the order swapped every slice (nginx first in odd slices), so that the machine's drift
+# (which moves a 10 s p99 by tens of percent) hits both alike; then every request of a
+# proxy's slices pooled.
+for mode in h1 h2; do
+    for s in $(seq 1 "$SLICES"); do
+        if (( s % 2 )); then order="nginx svcnet"; else order="svcnet nginx"; fi
+        route=$(( (route + 31) % ROUTES ))
+        for name in $order; do
+            if [ $name = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; fi
+            if [ $mode = h1 ]; then addr=$http; else addr=$https; fi
+            slice_rows+=("| $s $(fixed "$name" "$addr" "$route" "$mode" "$s")")
+        done
+    done
+    for name in nginx svcnet; do
+        cat "$tmp"/fixed-"$name"-"$mode"-*.log >"$tmp/pooled-$name-$mode.log"
+        read -r p50 p99 p999 n < <(percentiles "$tmp/pooled-$name-$mode.log")
+        slice_rows+=("| all | $name | $(fixed_label "$mode") | pooled | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok |")
+    done
+done
+
+# Where a lone request's time goes: one connection, one request at a time, traced
+# system-wide with perf (pinned to CPU 1, so the proxies' CPU carries nothing else):
+# every loopback packet with a payload, CPU 0's idle exits and switches. legs.py times
+# the four legs of a round trip and, for the two that end on the proxy's CPU, the wake-up
+# of that CPU, the switch to the proxy and the proxy's own time up to its packet.
+legs_rows=()
+if [ "$LEGS" = 1 ] && command -v perf >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    for mode in h1 h2; do
+        for name in nginx svcnet; do
+            if [ $name = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; comm=nginx
+            else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; comm=svcnet-ingress-; fi
+            route=$(( (route + 31) % ROUTES ))
+            if [ $mode = h1 ]; then args=(--h1 "--connect-to=$http" "http://h$route.bench.test/api/$route")
+            else args=("--connect-to=$https" "https://h$route.bench.test/api/$route"); fi
+            taskset -c 1 h2load -c1 -t1 -n 30000 "${args[@]}" >"$tmp/legs-$name-$mode.txt" 2>&1 &
+            gen=$!
+            sleep 0.5
+            taskset -c 1 perf record -q -a -o "$tmp/legs-$name-$mode.data" \
+                -e net:net_dev_xmit,power:cpu_idle,sched:sched_switch -- sleep 1 >/dev/null 2>&1 || true
+            wait "$gen" || true
+            label="HTTP/1.1"; [ $mode = h2 ] && label="HTTP/2 TLS"
+            legs_rows+=("$(perf script -i "$tmp/legs-$name-$mode.data" -F comm,tid,cpu,time,event,trace 2>/dev/null \
+                | python3 "$root/bench/ingress/legs.py" "$label, $name" "$comm" 0)")
+        done
+    done
+else
+    legs_rows+=("| (not measured: needs perf and root; LEGS=$LEGS) | | | | | | | | | | |")
+fi
 
 svcnet_version=$("$svcnet" --version 2>/dev/null || echo svcnet)
 nginx_version=$(nginx -v 2>&1)
@@ -337,15 +391,29 @@ nginx_version=$(nginx -v 2>&1)
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),"
     echo "$svcnet_version vs $nginx_version. $ROUTES Ingresses / server blocks, one backend (nginx \`return 200\`)."
     echo "Proxies pinned to CPU 0 (one nginx worker; one svcnet ingress worker, as --ingress-workers defaults to the CPUs it may use), backend and"
-    echo "load generators on CPU 1. Access logs on for both. ${DURATION}s per row; $ROUNDS rounds, alternating."
+    echo "load generators on CPU 1. Access logs on for both. Max rate and CPU: ${DURATION}s per row, $ROUNDS rounds, alternating."
+    echo "Fixed rate ($RATE req/s over $RATE_CONNS connections): $SLICES slices of ${SLICE_SECONDS}s per protocol, the proxies back to back, the order swapped every slice."
     echo
     echo "## svcnet / nginx, round by round"
     echo
     printf '%s\n' "${rows[@]}" | python3 "$root/bench/ingress/summary.py"
     echo
+    echo "## p99 at a fixed rate, slice by slice"
+    echo
+    printf '%s\n' "${slice_rows[@]}" | python3 "$root/bench/ingress/summary.py" --slices
+    echo
+    echo "## Where a lone request's time goes (medians, µs)"
+    echo
+    echo "One connection, one request at a time. Legs between the four packets of a round trip, then the two legs"
+    echo "that end on the proxies' CPU split: idle exit (the halted CPU woken), switch to the proxy, the proxy's own time to its packet."
+    echo
+    echo "| protocol, proxy | round trips | round trip | client → proxy's request upstream | backend | upstream response → proxy's response | client to its next request | CPU 0 wake-up | switch in | proxy's own time: request | proxy's own time: response |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${legs_rows[@]}"
+    echo
     echo "## Every measurement"
     echo
-    echo "| round | proxy | run | req/s (CPU rows: CPU time per request) | p50 | p99 | errors |"
+    echo "| round or slice | proxy | run | req/s (CPU rows: CPU time per request) | p50 | p99 | errors |"
     echo "|---|---|---|---|---|---|---|"
-    printf '%s\n' "${rows[@]}"
+    printf '%s\n' "${rows[@]}" "${slice_rows[@]}"
 } | tee "$root/bench/ingress/RESULTS.md"
