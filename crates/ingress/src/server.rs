@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Body, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -164,7 +164,7 @@ struct Shared {
     /// One set of upstream pools per worker ([`WORKER`]).
     upstreams: Vec<Upstreams>,
     metrics: Metrics,
-    builder: auto::Builder<TokioExecutor>,
+    builder: auto::Builder<RunFirst>,
     tls: Option<TlsAcceptor>,
     http_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
@@ -317,7 +317,7 @@ impl IngressServer {
                 Some(TlsAcceptor::from(Arc::new(sc)))
             }
         };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(RunFirst);
         builder
             .http1()
             .timer(TokioTimer::new())
@@ -853,6 +853,36 @@ async fn serve_connection(
             }
         }
         _ => serve_http1(&shared, io, &info).await,
+    }
+}
+
+/// hyper's executor for the HTTP/2 streams of client connections: a new stream's future
+/// is polled once at once, inside the connection task that accepted it, and spawned only
+/// if it has to wait (for the upstream, mostly).
+///
+/// Spawned straight away, a stream waited at the back of the worker's run queue: with
+/// many connections ready at once (a burst), every connection task decoded its request
+/// before the first request went upstream, and every response waited for the last
+/// stream task's turn. Run first, a request goes upstream as soon as it is decoded, as the
+/// HTTP/1.1 paths (one task per connection) always did.
+///
+/// The first poll uses a waker that does nothing: whatever it registered and fires
+/// before the spawned task's own first poll is seen by that poll (a future is polled
+/// again once spawned, and only the latest poll's waker counts).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunFirst;
+
+impl<F> hyper::rt::Executor<F> for RunFirst
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let mut fut = Box::pin(fut);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if fut.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(fut);
+        }
     }
 }
 
@@ -1670,5 +1700,42 @@ async fn forward<'t>(
         }
         let body = RespBody::upstream(body, ret, Some(bpol.read_timeout));
         return Response::from_parts(parts, body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::rt::Executor;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// A stream's future runs inside `execute` up to its first wait; the rest runs on the
+    /// runtime, even when what it waits for fires before the spawned task's first poll.
+    #[tokio::test(flavor = "current_thread")]
+    async fn run_first_polls_at_once_and_spawns_what_waits() {
+        let steps = Arc::new(AtomicUsize::new(0));
+        let s = steps.clone();
+        RunFirst.execute(async move {
+            s.fetch_add(1, SeqCst);
+        });
+        assert_eq!(steps.load(SeqCst), 1, "ready at once: done inside execute");
+
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let s = steps.clone();
+        RunFirst.execute(async move {
+            s.fetch_add(1, SeqCst);
+            let _ = wait.await;
+            s.fetch_add(1, SeqCst);
+            let _ = done.send(());
+        });
+        assert_eq!(steps.load(SeqCst), 2, "the first part ran inside execute");
+        // Fires while only the do-nothing waker of the first poll is registered.
+        go.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), finished)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(steps.load(SeqCst), 3);
     }
 }
