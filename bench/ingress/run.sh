@@ -375,7 +375,7 @@ if [ "$LEGS" = 1 ] && command -v perf >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; t
                 -e net:net_dev_xmit,power:cpu_idle,sched:sched_switch -- sleep 1 >/dev/null 2>&1 || true
             wait "$gen" || true
             label="HTTP/1.1"; [ $mode = h2 ] && label="HTTP/2 TLS"
-            legs_rows+=("$(perf script -i "$tmp/legs-$name-$mode.data" -F comm,tid,cpu,time,event,trace 2>/dev/null \
+            legs_rows+=("$(perf script --ns -i "$tmp/legs-$name-$mode.data" -F comm,tid,cpu,time,event,trace 2>/dev/null \
                 | python3 "$root/bench/ingress/legs.py" "$label, $name" "$comm" 0)")
         done
     done
