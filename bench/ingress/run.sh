@@ -318,12 +318,16 @@ cpu_per_req() { # NAME ADDR ROUTE MODE(h1|h2) PID
     echo "| $1 | $label | $us us | | | $ok 2xx of $n |"
 }
 
+proxy_addrs() { # NAME -> http, https: the proxy's two listeners
+    if [ "$1" = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; fi
+}
+
 rows=()
 slice_rows=()
 route=7
 for round in $(seq 1 "$ROUNDS"); do
     for name in nginx svcnet; do
-        if [ $name = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; fi
+        proxy_addrs "$name"
         route=$(( (route + 31) % ROUTES ))
         rows+=("| $round $(wrk_run "$name" "$http" "$route")")
         rows+=("| $round $(h2_max "$name" "$https" "$route")")
@@ -342,7 +346,7 @@ for mode in h1 h2; do
         if (( s % 2 )); then order="nginx svcnet"; else order="svcnet nginx"; fi
         route=$(( (route + 31) % ROUTES ))
         for name in $order; do
-            if [ $name = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; fi
+            proxy_addrs "$name"
             if [ $mode = h1 ]; then addr=$http; else addr=$https; fi
             slice_rows+=("| $s $(fixed "$name" "$addr" "$route" "$mode" "$s")")
         done
@@ -363,8 +367,8 @@ legs_rows=()
 if [ "$LEGS" = 1 ] && command -v perf >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     for mode in h1 h2; do
         for name in nginx svcnet; do
-            if [ $name = nginx ]; then http=$NGINX_HTTP; https=$NGINX_HTTPS; comm=nginx
-            else http=$SVCNET_HTTP; https=$SVCNET_HTTPS; comm=svcnet-ingress-; fi
+            proxy_addrs "$name"
+            if [ $name = nginx ]; then comm=nginx; else comm=svcnet-ingress-; fi
             route=$(( (route + 31) % ROUTES ))
             if [ $mode = h1 ]; then args=(--h1 "--connect-to=$http" "http://h$route.bench.test/api/$route")
             else args=("--connect-to=$https" "https://h$route.bench.test/api/$route"); fi
