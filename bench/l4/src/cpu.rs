@@ -19,16 +19,23 @@ pub fn cpu_ns(pid: Option<u32>) -> Result<u64> {
         match thread_ns(&path) {
             Ok(ns) => total += ns,
             // The thread exited between listing and reading: it has nothing more to add.
-            Err(e) if is_not_found(&e) => {}
+            Err(e) if thread_is_gone(&e) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(total)
 }
 
-fn is_not_found(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+/// Linux `ESRCH`: reading the schedstat of a thread that exited after its directory was
+/// opened fails with "No such process", not with `NotFound`.
+const ESRCH: i32 = 3;
+
+/// Whether reading a thread's schedstat failed because the thread is gone: its directory
+/// vanished (`NotFound`) or it exited while being read (`ESRCH`).
+fn thread_is_gone(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+        e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(ESRCH)
+    })
 }
 
 fn thread_ns(path: &Path) -> Result<u64> {
@@ -45,6 +52,14 @@ fn thread_ns(path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_that_is_gone_is_not_an_error() {
+        let gone = |e: std::io::Error| thread_is_gone(&anyhow::Error::from(e));
+        assert!(gone(std::io::Error::from_raw_os_error(ESRCH)));
+        assert!(gone(std::io::ErrorKind::NotFound.into()));
+        assert!(!gone(std::io::ErrorKind::PermissionDenied.into()));
+    }
 
     #[test]
     fn this_process_has_used_some_cpu() {
