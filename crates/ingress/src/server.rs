@@ -34,8 +34,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
-use svcnet_model::types::ObjectKey;
-
 use crate::accesslog;
 use crate::auth::{self, AuthOutcome, AuthRequest};
 use crate::ca::{CaError, LocalCa};
@@ -180,6 +178,8 @@ struct Shared {
     epoch: Instant,
     /// The access log.
     access: accesslog::AccessLog,
+    /// Per worker ([`WORKER`]): requests answered, their bookkeeping not yet run.
+    finishing: Vec<Mutex<Finishing>>,
 }
 
 /// The running server. Cheap to clone (shared).
@@ -370,6 +370,9 @@ impl IngressServer {
             accept_tasks: Mutex::new(Vec::new()),
             epoch: Instant::now(),
             access,
+            finishing: (0..workers.max(1))
+                .map(|_| Mutex::new(Finishing::default()))
+                .collect(),
         });
         let first = Listeners { http, https };
         if workers == 0 {
@@ -508,6 +511,9 @@ impl IngressServer {
         s.force.send_replace(true);
         s.ask_all(Ask::Close);
         s.settle().await;
+        for worker in 0..s.finishing.len() {
+            s.record_finished(worker);
+        }
         // The last lines of the access log, written before the process goes.
         let access = s.access.clone();
         let _ = tokio::task::spawn_blocking(move || access.close()).await;
@@ -1021,15 +1027,165 @@ async fn sweep(shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------------------
 // Requests
 
-/// What one request did, for the access log and the metrics.
+/// What one request did, for the access log and the metrics. Objects are named by their
+/// place in the generation that served the request, so that the record owns no copy.
 #[derive(Default)]
-struct Outcome<'t> {
+struct Outcome {
     route: Option<usize>,
+    /// The backend of `route` the request went to ([`crate::table::Route::backend_at`]).
+    backend: Option<usize>,
+    /// The endpoint of that backend tried last.
+    endpoint: Option<usize>,
     reason: String,
-    service: Option<&'t ObjectKey>,
-    pod: Option<&'t ObjectKey>,
     upstream: Option<SocketAddr>,
     upstream_ms: Option<f64>,
+}
+
+/// A request answered, waiting for its metrics and access-log line.
+struct Finished {
+    snap: Arc<Generation>,
+    out: Outcome,
+    host: String,
+    path: String,
+    method: http::Method,
+    client: std::net::IpAddr,
+    status: u16,
+    elapsed: Duration,
+}
+
+/// The requests a worker answered whose bookkeeping has not run yet.
+#[derive(Default)]
+struct Finishing {
+    done: Vec<Finished>,
+    /// A task to record `done` is spawned and has not taken it yet.
+    scheduled: bool,
+    /// The vector `done` was in the last time (its capacity kept).
+    spare: Vec<Finished>,
+}
+
+impl Shared {
+    /// Queues the bookkeeping of a request answered on this worker. It runs once the worker
+    /// has nothing else ready (tokio's deferred yield: after the tasks woken with it, the
+    /// connection that carries this response among them, have run and the driver has
+    /// been polled), as nginx's log phase runs after the response is sent. A burst of
+    /// responses goes out first and is recorded together after.
+    fn finished(self: &Arc<Self>, f: Finished) {
+        let worker = WORKER.with(std::cell::Cell::get) % self.finishing.len();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.record(&f);
+        };
+        let mut q = lock(&self.finishing[worker]);
+        q.done.push(f);
+        if q.scheduled {
+            return;
+        }
+        q.scheduled = true;
+        drop(q);
+        // Records when the task is dropped too, polled or not (its runtime shutting
+        // down): nothing answered goes unrecorded.
+        let record = RecordOnDrop {
+            shared: self.clone(),
+            worker,
+        };
+        runtime.spawn(async move {
+            let _record = record;
+            tokio::task::yield_now().await;
+        });
+    }
+
+    /// Records what `worker` has finished.
+    fn record_finished(&self, worker: usize) {
+        let Some(slot) = self.finishing.get(worker) else {
+            return;
+        };
+        let mut done = {
+            let mut q = lock(slot);
+            q.scheduled = false;
+            let spare = std::mem::take(&mut q.spare);
+            std::mem::replace(&mut q.done, spare)
+        };
+        for f in &done {
+            self.record(f);
+        }
+        done.clear();
+        let mut q = lock(slot);
+        if q.spare.capacity() < done.capacity() {
+            q.spare = done;
+        }
+    }
+
+    /// The metrics and the access-log line of one request.
+    fn record(&self, f: &Finished) {
+        let status = f.status;
+        let out = &f.out;
+        let route = out.route.and_then(|id| f.snap.table.routes().get(id));
+        let state = out.route.and_then(|id| f.snap.routes.get(id));
+        let ingress = state.map_or("", |s| s.ingress.as_str());
+        let m = &self.metrics;
+        match state {
+            Some(st) if status == 200 => {
+                st.ok.inc();
+            }
+            _ => {
+                m.requests
+                    .get_or_create(&RequestLabels {
+                        ingress: ingress.to_string(),
+                        host: match route {
+                            Some(r) => r.host.clone().unwrap_or_default(),
+                            None => f.host.clone(),
+                        },
+                        path: route.map(|r| r.path.clone()).unwrap_or_default(),
+                        status,
+                    })
+                    .inc();
+            }
+        }
+        match state {
+            Some(st) => {
+                st.duration.observe(f.elapsed.as_secs_f64());
+                if let Some(ms) = out.upstream_ms {
+                    st.upstream_duration.observe(ms / 1000.0);
+                }
+            }
+            None => m
+                .duration
+                .get_or_create(&IngressLabels {
+                    ingress: String::new(),
+                })
+                .observe(f.elapsed.as_secs_f64()),
+        }
+        let backend = route.zip(out.backend).and_then(|(r, i)| r.backend_at(i));
+        let pod = backend
+            .zip(out.endpoint)
+            .and_then(|(b, i)| b.endpoints.get(i))
+            .and_then(|e| e.pod.as_ref());
+        self.access.log(&accesslog::Entry {
+            ingress,
+            host: &f.host,
+            path: &f.path,
+            method: f.method.as_str(),
+            client: Some(f.client),
+            service: backend.map(|b| &b.service),
+            pod,
+            upstream: out.upstream,
+            status,
+            duration_ms: f.elapsed.as_secs_f64() * 1000.0,
+            upstream_ms: out.upstream_ms,
+            reason: &out.reason,
+        });
+    }
+}
+
+/// Records a worker's finished requests when dropped (see [`Shared::finished`]).
+struct RecordOnDrop {
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+impl Drop for RecordOnDrop {
+    fn drop(&mut self) {
+        self.shared.record_finished(self.worker);
+    }
 }
 
 fn plain(status: u16, reason: &str, headers: Vec<(HeaderName, HeaderValue)>) -> Response<RespBody> {
@@ -1082,57 +1238,15 @@ async fn handle(
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let (resp, out, slot) = process(&shared, &snap, &info, &host, req).await;
-    let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
-    let route = out.route.and_then(|id| snap.table.routes().get(id));
-    let state = out.route.and_then(|id| snap.routes.get(id));
-    let ingress = state.map_or("", |s| s.ingress.as_str());
-    let m = &shared.metrics;
-    match state {
-        Some(st) if status == 200 => {
-            st.ok.inc();
-        }
-        _ => {
-            m.requests
-                .get_or_create(&RequestLabels {
-                    ingress: ingress.to_string(),
-                    host: match route {
-                        Some(r) => r.host.clone().unwrap_or_default(),
-                        None => host.clone(),
-                    },
-                    path: route.map(|r| r.path.clone()).unwrap_or_default(),
-                    status,
-                })
-                .inc();
-        }
-    }
-    match state {
-        Some(st) => {
-            st.duration.observe(elapsed.as_secs_f64());
-            if let Some(ms) = out.upstream_ms {
-                st.upstream_duration.observe(ms / 1000.0);
-            }
-        }
-        None => m
-            .duration
-            .get_or_create(&IngressLabels {
-                ingress: String::new(),
-            })
-            .observe(elapsed.as_secs_f64()),
-    }
-    shared.access.log(&accesslog::Entry {
-        ingress,
-        host: &host,
-        path: &path,
-        method: method.as_str(),
-        client: Some(info.peer.ip()),
-        service: out.service,
-        pod: out.pod,
-        upstream: out.upstream,
-        status,
-        duration_ms: elapsed.as_secs_f64() * 1000.0,
-        upstream_ms: out.upstream_ms,
-        reason: &out.reason,
+    shared.finished(Finished {
+        snap,
+        out,
+        host,
+        path,
+        method,
+        client: info.peer.ip(),
+        status: resp.status().as_u16(),
+        elapsed: start.elapsed(),
     });
     let (parts, body) = resp.into_parts();
     Response::from_parts(
@@ -1144,19 +1258,19 @@ async fn handle(
     )
 }
 
-type Processed<'t> = (
+type Processed = (
     Response<RespBody>,
-    Outcome<'t>,
+    Outcome,
     Option<crate::limits::ConnectionSlot>,
 );
 
-async fn process<'t>(
+async fn process(
     shared: &Shared,
-    snap: &'t Generation,
+    snap: &Generation,
     info: &ConnInfo,
     host: &str,
     req: Request<Option<Incoming>>,
-) -> Processed<'t> {
+) -> Processed {
     let client_ip = info.peer.ip();
     // A Host that is not a valid authority gets 400 from the router (as from nginx).
     let decision = snap.table.route(&RouteRequest {
@@ -1184,10 +1298,10 @@ async fn process<'t>(
     let backend = up.backend;
     let mut out = Outcome {
         route: Some(route.id),
-        service: Some(&backend.service),
+        backend: route.backend_index(backend),
         ..Outcome::default()
     };
-    let fail = |out: &mut Outcome<'_>, status: u16, reason: String| {
+    let fail = |out: &mut Outcome, status: u16, reason: String| {
         out.reason = reason;
         plain(status, &out.reason, Vec::new())
     };
@@ -1312,7 +1426,7 @@ fn connect_failed(
     metrics: &Metrics,
     tried: &[usize],
     last_error: &mut Option<ConnectError>,
-    out: &mut Outcome<'_>,
+    out: &mut Outcome,
 ) -> Option<Response<RespBody>> {
     metrics.upstream_error(e.kind());
     tracing::debug!(upstream = %addr, error = %e, "upstream connect failed");
@@ -1332,7 +1446,7 @@ fn stalled(
     stall: Stall,
     addr: SocketAddr,
     metrics: &Metrics,
-    out: &mut Outcome<'_>,
+    out: &mut Outcome,
 ) -> Response<RespBody> {
     let (kind, what) = match stall {
         Stall::Read => ("read_timeout", "did not answer within proxy-read-timeout"),
@@ -1392,15 +1506,15 @@ async fn fast_exchange(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn forward<'t>(
+async fn forward(
     shared: &Shared,
-    up: &Upstream<'t>,
+    up: &Upstream<'_>,
     state: Option<&RouteState>,
     info: &ConnInfo,
     host: &str,
     mut req: Request<Option<Incoming>>,
     auth_headers: Vec<(HeaderName, HeaderValue)>,
-    out: &mut Outcome<'t>,
+    out: &mut Outcome,
 ) -> Response<RespBody> {
     let route = up.route;
     let backend = up.backend;
@@ -1532,15 +1646,7 @@ async fn forward<'t>(
         route_path: &route.path,
         route_regex: route.regex,
     };
-    let backend_index = if std::ptr::eq(backend, &route.backend) {
-        0
-    } else {
-        route
-            .canaries
-            .iter()
-            .position(|c| std::ptr::eq(&c.backend, backend))
-            .map_or(0, |i| i + 1)
-    };
+    let backend_index = out.backend.unwrap_or(0);
     let fallback_rr = AtomicUsize::new(0);
     let rr = state
         .and_then(|s| s.rr.get(backend_index))
@@ -1566,7 +1672,7 @@ async fn forward<'t>(
             continue;
         };
         out.upstream = Some(ep.addr);
-        out.pod = ep.pod.as_ref();
+        out.endpoint = Some(pick.index);
         if let Some(head) = &fast_head {
             let t0 = Instant::now();
             match fast_exchange(shared, ep.addr, bpol, head, is_head, &progress).await {
@@ -1737,5 +1843,74 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(steps.load(SeqCst), 3);
+    }
+
+    /// A request's metrics and access-log line are recorded once the tasks ready with it
+    /// have run, and are recorded even when its worker's runtime goes before that.
+    #[tokio::test(flavor = "current_thread")]
+    async fn bookkeeping_waits_for_the_ready_tasks_and_outlives_its_runtime() {
+        let dir = std::env::temp_dir().join(format!("svcnet-finish-{}", std::process::id()));
+        let mut registry = prometheus_client::registry::Registry::default();
+        let server = IngressServer::start(
+            ServerConfig {
+                http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                state_dir: dir.clone(),
+                ..ServerConfig::default()
+            },
+            &mut registry,
+        )
+        .await
+        .unwrap();
+        let shared = server.shared.clone();
+        let answered = |host: &str| Finished {
+            snap: shared.snap.load_full(),
+            out: Outcome::default(),
+            host: host.to_string(),
+            path: "/".into(),
+            method: http::Method::GET,
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            status: 404,
+            elapsed: Duration::from_millis(1),
+        };
+        let registry = Arc::new(registry);
+        let recorded = |host: &str| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            text.contains(&format!(
+                "svcnet_ingress_requests_total{{ingress=\"\",host=\"{host}\",path=\"\",status=\"404\"}} 1"
+            ))
+        };
+
+        shared.finished(answered("a.test"));
+        assert!(!recorded("a.test"), "recorded before anything else ran");
+        let r = registry.clone();
+        let seen_by_ready_task = tokio::spawn(async move {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+            text.contains("a.test")
+        });
+        assert!(
+            !seen_by_ready_task.await.unwrap(),
+            "recorded before a ready task"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(recorded("a.test"));
+
+        let s = shared.clone();
+        let b = answered("b.test");
+        let before_drop = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async { s.finished(b) });
+            let before = s.finishing.iter().any(|q| !lock(q).done.is_empty());
+            drop(runtime);
+            before
+        })
+        .join()
+        .unwrap();
+        assert!(before_drop, "b.test was recorded before its runtime went");
+        assert!(recorded("b.test"), "b.test lost with its runtime");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

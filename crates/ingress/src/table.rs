@@ -112,6 +112,27 @@ pub struct Route {
     pub canaries: Vec<Canary>,
 }
 
+impl Route {
+    /// The backend at `index`: 0 is the route's own, `i + 1` its canary `i`.
+    pub fn backend_at(&self, index: usize) -> Option<&Backend> {
+        match index {
+            0 => Some(&self.backend),
+            i => self.canaries.get(i - 1).map(|c| &c.backend),
+        }
+    }
+
+    /// The index of `backend` (one of this route's) as [`Route::backend_at`] takes it.
+    pub fn backend_index(&self, backend: &Backend) -> Option<usize> {
+        if std::ptr::eq(backend, &self.backend) {
+            return Some(0);
+        }
+        self.canaries
+            .iter()
+            .position(|c| std::ptr::eq(&c.backend, backend))
+            .map(|i| i + 1)
+    }
+}
+
 /// A backend: a Service port and its ready endpoints, resolved at compile time.
 #[derive(Debug)]
 pub struct Backend {

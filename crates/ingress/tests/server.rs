@@ -1499,15 +1499,23 @@ async fn metrics_and_access_log_fields() {
     .await;
     assert_eq!(get(&env, "web.test", "/m", &[]).await.status, 200);
     assert_eq!(get(&env, "nope.test", "/", &[]).await.status, 404);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &env.registry).unwrap();
-    for want in [
+    let wants = [
         "svcnet_ingress_requests_total{ingress=\"default/web\",host=\"web.test\",path=\"/\",status=\"200\"} 1",
         "svcnet_ingress_requests_total{ingress=\"\",host=\"nope.test\",path=\"\",status=\"404\"} 1",
         "svcnet_ingress_request_duration_seconds_count{ingress=\"default/web\"} 1",
         "svcnet_ingress_active_connections{listener=\"http\"}",
-    ] {
-        assert!(text.contains(want), "missing {want} in\n{text}");
+    ];
+    // A request is recorded just after its response is sent: wait for it, briefly.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &env.registry).unwrap();
+        let missing: Vec<_> = wants.iter().filter(|w| !text.contains(*w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing {missing:?} in\n{text}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -1847,4 +1855,69 @@ async fn http1_connection_behaviour(fast: bool) {
     );
     assert!(busy.closed().await);
     down.await.unwrap();
+}
+
+/// Every request's access-log line names what served it: the Ingress, the Service (a
+/// canary's own for a canary request) and the pod behind the upstream address, and a
+/// request no route took names none. The lines are written after the responses (the
+/// bookkeeping is deferred) and all of them are there once the server has shut down.
+#[tokio::test]
+async fn access_log_names_the_ingress_service_and_pod_of_each_request() {
+    let log = temp_dir("access-log").join("access.log");
+    let path = log.clone();
+    let (env, _) = start_with(
+        |p| {
+            workload("web", 1, p)
+                + &workload("canary", 1, p)
+                + &ingress("web", "web.test", "web", &[])
+                + &ingress(
+                    "web-canary",
+                    "web.test",
+                    "canary",
+                    &[("canary", "true"), ("canary-by-header", "x-canary")],
+                )
+        },
+        &["web", "canary"],
+        move |c| {
+            c.access_log = svcnet_ingress::accesslog::AccessLogConfig {
+                target: svcnet_ingress::accesslog::AccessLogTarget::File(path),
+                format: svcnet_ingress::accesslog::AccessLogFormat::Json,
+            };
+        },
+    )
+    .await;
+    let main = get(&env, "web.test", "/a", &[]).await;
+    let canary = get(&env, "web.test", "/b", &["-H", "x-canary: always"]).await;
+    let none = get(&env, "nope.test", "/c", &[]).await;
+    assert_eq!((main.status, canary.status, none.status), (200, 200, 404));
+    env.server.shutdown(Duration::from_secs(1)).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_path = |p: &str| {
+        let found: Vec<_> = lines.iter().filter(|l| l["path"] == p).collect();
+        assert_eq!(found.len(), 1, "one line for {p} in\n{text}");
+        found[0].clone()
+    };
+    for (p, resp, ingress, service) in [
+        ("/a", &main, "default/web", "default/web"),
+        ("/b", &canary, "default/web", "default/canary"),
+    ] {
+        let l = by_path(p);
+        assert_eq!(l["ingress"], ingress, "{l}");
+        assert_eq!(l["service"], service, "{l}");
+        assert_eq!(l["status"], 200, "{l}");
+        assert_eq!(l["upstream"].as_str(), line(&resp.body, "pod: "), "{l}");
+        let pod = l["pod"].as_str().unwrap_or_default();
+        assert!(pod.starts_with(&format!("{service}-")), "{l}");
+    }
+    let l = by_path("/c");
+    assert_eq!(
+        (&l["ingress"], &l["service"], &l["pod"]),
+        (&"".into(), &"".into(), &"".into()),
+        "{l}"
+    );
+    assert_eq!(l["status"], 404, "{l}");
 }
