@@ -2,7 +2,7 @@
 """bench/ingress: the per-round comparison table of svcnet and nginx.
 
 Reads the measurement rows run.sh prints (`| round | proxy | run | value | p50 | p99 |
-errors |`) on stdin and writes, per round, svcnet's figure over nginx's for the maximum
+errors | machine |`, machine: the CPU the machine's background work used meanwhile) on stdin and writes, per round, svcnet's figure over nginx's for the maximum
 rates and both CPU times per request, with the median of the ratios.
 
 With `--slices`, the rows are the fixed-rate slices (`| slice | proxy | run | ... |`, and
@@ -37,14 +37,15 @@ def read_rows(lines):
         if len(cells) < 7 or not (cells[0].isdigit() or cells[0] == "all"):
             continue
         rnd, proxy, run, value, p50, p99 = cells[:6]
-        rows[(rnd, proxy, run)] = (value, p99, p50)
+        machine = cells[7] if len(cells) > 7 else ""
+        rows[(rnd, proxy, run)] = (value, p99, p50, machine)
     return rows
 
 
 def slices(rows):
     runs = sorted({run for (_, _, run) in rows})
-    print("| protocol | slice | svcnet p99 | nginx p99 | svcnet / nginx |")
-    print("|---|---|---|---|---|")
+    print("| protocol | slice | svcnet p99 | nginx p99 | svcnet / nginx | machine's background CPU, svcnet / nginx run |")
+    print("|---|---|---|---|---|---|")
     summary = []
     for run in runs:
         nums = sorted({int(r) for (r, _, rr) in rows if rr == run and r.isdigit()})
@@ -53,11 +54,12 @@ def slices(rows):
             s, g = rows.get((str(n), "svcnet", run)), rows.get((str(n), "nginx", run))
             sv, gv = (ms(s[1]) if s else None), (ms(g[1]) if g else None)
             if sv is None or gv is None or gv == 0:
-                print(f"| {run} | {n} | - | - | - |")
+                print(f"| {run} | {n} | - | - | - | |")
                 continue
             ratios.append(sv / gv)
             lower += sv < gv
-            print(f"| {run} | {n} | {sv:.3f} ms | {gv:.3f} ms | {sv / gv:.2f}x |")
+            busy = f"{s[3] or '?'} / {g[3] or '?'}"
+            print(f"| {run} | {n} | {sv:.3f} ms | {gv:.3f} ms | {sv / gv:.2f}x | {busy} |")
         pooled = {p: rows.get(("all", p, run)) for p in ("svcnet", "nginx")}
         summary.append((run, ratios, lower, len(nums), pooled))
     print()
@@ -90,7 +92,7 @@ def rounds_table(rows):
         s, n = rows.get((str(r), "svcnet", run)), rows.get((str(r), "nginx", run))
         return (parse(s[cell]) if s else None, parse(n[cell]) if n else None)
 
-    print(f"| round | {h1_max} | {h2_max} | p99, {h1_max} | {h1_cpu} | {h2_cpu} |")
+    print(f"| round | {h1_max} | {h2_max} | p99, {h1_max} (the machine's background CPU meanwhile) | {h1_cpu} | {h2_cpu} |")
     print("|---|---|---|---|---|---|")
     ratios = {h1_max: [], h2_max: []}
     lower = 0
@@ -107,7 +109,8 @@ def rounds_table(rows):
         if sv is not None and nv is not None:
             lower += sv < nv
             mark = "lower" if sv < nv else ("equal" if sv == nv else "higher")
-            cells.append(f"{sv:.2f} vs {nv:.2f} ms ({mark})")
+            busy = pair(r, h1_max, 3, lambda c: c or "?")
+            cells.append(f"{sv:.2f} vs {nv:.2f} ms ({mark}; machine {busy[0]} / {busy[1]})")
         else:
             cells.append("-")
         for run in (h1_cpu, h2_cpu):
