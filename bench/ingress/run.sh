@@ -246,22 +246,27 @@ PY
 # (kdamond, here paging out cold memory for the VM in stretches of ~4 ms) and the init
 # process's threads (pid 1; here the VM's agent). A sched_switch trace showed both
 # preempting a running proxy for 1-4 ms at a time: a p99 that jumps in one run is read
-# beside this figure, which every run reports as its last column.
+# beside this figure, which every run reports as its last column. With it, the steal time
+# of the VM's CPUs (the hypervisor running another guest on them).
 kdamonds="$(pgrep '^kdamond' | tr '\n' ' ')"
 task_ms() { # PID... -> ms of CPU used by all their threads
     local p
     for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
         awk '{ ns += $1 } END { printf "%.0f", ns / 1e6 }'
 }
-machine_ms() { # -> "INIT KDAMOND" (ms so far)
-    # shellcheck disable=SC2086 # a list of pids
-    echo "$(task_ms 1) $(task_ms $kdamonds)"
+hz=$(getconf CLK_TCK)
+steal_ms() { # time the hypervisor ran something else on this VM's CPUs (ms, all CPUs)
+    awk -v hz="$hz" '/^cpu[0-9]/ { t += $9 } END { printf "%.0f", t * 1000 / hz }' /proc/stat
 }
-machine_since() { # "INIT KDAMOND" as machine_ms gave before -> the cell for the run since
-    local a b c d
-    read -r a b <<<"$1"
-    read -r c d < <(machine_ms)
-    echo "init $((c - a)), kdamond $((d - b)) ms"
+machine_ms() { # -> "INIT KDAMOND STEAL" (ms so far)
+    # shellcheck disable=SC2086 # a list of pids
+    echo "$(task_ms 1) $(task_ms $kdamonds) $(steal_ms)"
+}
+machine_since() { # what machine_ms gave before -> the cell for the run since
+    local a b c d e f
+    read -r a b c <<<"$1"
+    read -r d e f < <(machine_ms)
+    echo "init $((d - a)), kdamond $((e - b)), steal $((f - c)) ms"
 }
 
 wrk_run() { # NAME ADDR ROUTE
