@@ -13,8 +13,8 @@ use regex::{Regex, RegexBuilder};
 use svcnet_model::Cluster;
 use svcnet_model::Source;
 use svcnet_model::types::{
-    AddressType, BackendPort, EndpointSlice, Ingress, IngressBackend, ObjectKey, PathType,
-    Protocol, ServiceType,
+    AddressType, BackendPort, EndpointPort, EndpointSlice, Ingress, IngressBackend, ObjectKey,
+    PathType, PortRef, Protocol, Service, ServicePort, ServiceType,
 };
 
 use crate::annotations::parse_annotations;
@@ -761,11 +761,6 @@ impl<'c> Builder<'c> {
         let Some(svc) = self.cluster.services.get(&ObjectKey::new(ns, name)) else {
             return unusable(format!("Service {ns}/{name} does not exist"));
         };
-        if svc.type_ == ServiceType::ExternalName {
-            return unusable(format!(
-                "Service {ns}/{name} is an ExternalName Service, which svcnet does not proxy to"
-            ));
-        }
         let sp = svc.ports.iter().find(|sp| {
             sp.protocol == Protocol::Tcp
                 && match port {
@@ -776,7 +771,32 @@ impl<'c> Builder<'c> {
         let Some(sp) = sp else {
             return unusable(format!("Service {ns}/{name} has no TCP port {port}"));
         };
+        if svc.type_ == ServiceType::ExternalName {
+            return self.resolve_external_name(ns, name, svc, sp);
+        }
         let port_name = sp.name.clone().unwrap_or_default();
+        let endpoints = self.ready_endpoints(ns, name, |ports| {
+            ports
+                .iter()
+                .find(|ep| ep.name == port_name && ep.protocol == Protocol::Tcp)
+                .and_then(|ep| ep.port)
+        });
+        Resolved {
+            service_port: Some(sp.port),
+            port_name,
+            endpoints,
+            unusable: None,
+        }
+    }
+
+    /// The ready endpoints of a Service's EndpointSlices, at the port `port_of` picks from
+    /// each slice's ports (slices without it are skipped), sorted and without duplicates.
+    fn ready_endpoints(
+        &self,
+        ns: &str,
+        name: &str,
+        port_of: impl Fn(&[EndpointPort]) -> Option<u16>,
+    ) -> Vec<UpstreamEndpoint> {
         let mut endpoints: Vec<UpstreamEndpoint> = Vec::new();
         for slice in self
             .slices
@@ -787,12 +807,7 @@ impl<'c> Builder<'c> {
             if slice.address_type == AddressType::Fqdn {
                 continue;
             }
-            let Some(target) = slice
-                .ports
-                .iter()
-                .find(|ep| ep.name == port_name && ep.protocol == Protocol::Tcp)
-                .and_then(|ep| ep.port)
-            else {
+            let Some(target) = port_of(&slice.ports) else {
                 continue;
             };
             for e in slice.endpoints.iter().filter(|e| e.ready) {
@@ -807,12 +822,117 @@ impl<'c> Builder<'c> {
         }
         endpoints.sort_by_key(|e| e.addr);
         endpoints.dedup_by(|a, b| a.addr == b.addr);
-        Resolved {
+        endpoints
+    }
+
+    /// An ExternalName Service as a backend, as ingress-nginx takes one: requests go to
+    /// `spec.externalName` at the port's `targetPort`. What that name resolves to is known
+    /// here without a DNS query when it is an IP address or a Service of the cluster
+    /// (`NAME.NAMESPACE.svc[.DOMAIN]`, what cluster DNS would answer: the Service's ready
+    /// endpoints, or a headless Service's pods at that port). `localhost` and loopback
+    /// addresses are refused, as ingress-nginx refuses them (they reach the controller
+    /// itself); other names would need DNS at request time, which svcnet does not do yet.
+    fn resolve_external_name(
+        &self,
+        ns: &str,
+        name: &str,
+        svc: &Service,
+        sp: &ServicePort,
+    ) -> Resolved {
+        let unusable = |why: String| Resolved {
+            service_port: None,
+            port_name: String::new(),
+            endpoints: Vec::new(),
+            unusable: Some(format!("ExternalName Service {ns}/{name}: {why}")),
+        };
+        let target = match &sp.target_port {
+            PortRef::Number(n) => *n,
+            PortRef::Name(n) => {
+                return unusable(format!(
+                    "port {} has the named targetPort {n:?}, which only a pod can resolve",
+                    sp.port
+                ));
+            }
+        };
+        let Some(external) = svc.external_name.as_deref().filter(|n| !n.is_empty()) else {
+            return unusable("spec.externalName is empty".into());
+        };
+        let host = external.trim_end_matches('.').to_ascii_lowercase();
+        let resolved = |endpoints: Vec<UpstreamEndpoint>| Resolved {
             service_port: Some(sp.port),
-            port_name,
+            port_name: sp.name.clone().unwrap_or_default(),
             endpoints,
             unusable: None,
+        };
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            if ip.is_loopback() || ip.is_unspecified() {
+                return unusable(format!(
+                    "{external} is a loopback address, refused as ingress-nginx refuses it"
+                ));
+            }
+            return resolved(vec![UpstreamEndpoint {
+                addr: SocketAddr::new(ip, target),
+                pod: None,
+            }]);
         }
+        if host == "localhost" || host.ends_with(".localhost") {
+            return unusable(format!(
+                "{external} is loopback, refused as ingress-nginx refuses it"
+            ));
+        }
+        let domain = &self.cluster.plan.cluster_domain;
+        let in_cluster = host
+            .strip_suffix(&format!(".svc.{domain}"))
+            .or_else(|| host.strip_suffix(".svc"));
+        let Some(svc_ns) = in_cluster else {
+            return unusable(format!(
+                "{external} is outside the cluster and svcnet does not resolve external names \
+                 (only IP addresses and NAME.NAMESPACE.svc.{domain})"
+            ));
+        };
+        let Some((other, other_ns)) = svc_ns.split_once('.').filter(|(_, n)| !n.contains('.'))
+        else {
+            return unusable(format!(
+                "{external} is not a Service name (NAME.NAMESPACE.svc)"
+            ));
+        };
+        let Some(target_svc) = self.cluster.services.get(&ObjectKey::new(other_ns, other)) else {
+            return unusable(format!(
+                "{external} names Service {other_ns}/{other}, which does not exist"
+            ));
+        };
+        if target_svc.type_ == ServiceType::ExternalName {
+            return unusable(format!(
+                "{external} names another ExternalName Service ({other_ns}/{other}): chains are not followed"
+            ));
+        }
+        if target_svc.is_headless() {
+            // Cluster DNS answers with the pods' addresses: the connection goes to them
+            // at the port asked for.
+            return resolved(self.ready_endpoints(other_ns, other, |ports| {
+                (!ports.is_empty()).then_some(target)
+            }));
+        }
+        let Some(tp) = target_svc
+            .ports
+            .iter()
+            .find(|p| p.port == target && p.protocol == Protocol::Tcp)
+        else {
+            return unusable(format!(
+                "{external} names Service {other_ns}/{other}, which has no TCP port {target}"
+            ));
+        };
+        let port_name = tp.name.clone().unwrap_or_default();
+        resolved(self.ready_endpoints(other_ns, other, |ports| {
+            ports
+                .iter()
+                .find(|ep| ep.name == port_name && ep.protocol == Protocol::Tcp)
+                .and_then(|ep| ep.port)
+        }))
     }
 }
 

@@ -1292,3 +1292,102 @@ fn auth_hosts_resolve_to_services_and_served_hosts_without_dns() {
     assert!(t.serves_host("APP.example.com:8443"));
     assert!(!t.serves_host("other.example.com"));
 }
+
+// ------------------------------------------------------------------------------------
+// ExternalName backends
+
+/// An ExternalName Service `name` in `default` for `external`, port 80 to `target`.
+fn external_name(name: &str, external: &str, target: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec: {{type: ExternalName, externalName: '{external}', ports: [{{name: http, port: 80, targetPort: {target}}}]}}
+---
+"
+    )
+}
+
+/// ExternalName backends go where cluster DNS would send a client of the name: a
+/// Service's ready endpoints, a headless Service's pods at the port asked for, or an IP
+/// address. Loopback, names outside the cluster and unresolvable ports answer 503 with a
+/// finding that says why.
+#[test]
+fn external_name_backends_resolve_cluster_names_and_addresses() {
+    let headless = "apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec: {clusterIP: None, ports: [{name: pg, port: 5432}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-x1, namespace: shop, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{name: pg, port: 5432, protocol: TCP}]
+endpoints:
+  - {addresses: [127.4.3.1], conditions: {ready: true}}
+---
+";
+    let cases: [(&str, &str, &str); 10] = [
+        ("ext-web", "web.shop.svc.cluster.local", "80"),
+        ("ext-short", "web.shop.svc", "80"),
+        ("ext-ip", "192.0.2.10", "8443"),
+        ("ext-db", "db.shop.svc.cluster.local", "5432"),
+        ("ext-lo", "127.0.0.1", "80"),
+        ("ext-localhost", "localhost", "80"),
+        ("ext-out", "api.example.com", "80"),
+        ("ext-missing", "nosuch.shop.svc.cluster.local", "80"),
+        ("ext-noport", "web.shop.svc.cluster.local", "81"),
+        ("ext-named", "web.shop.svc.cluster.local", "http"),
+    ];
+    let mut yaml = service("shop", "web", &["127.4.2.1", "127.4.2.2"], &[]) + headless;
+    let mut paths = Vec::new();
+    for (name, external, target) in cases {
+        yaml += &external_name(name, external, target);
+        paths.push((format!("/{name}"), "Prefix", name));
+    }
+    let paths: Vec<(&str, &str, &str)> =
+        paths.iter().map(|(p, t, n)| (p.as_str(), *t, *n)).collect();
+    yaml += &ingress("ext", &[], &rules(&[rule("ext.test", &paths)]));
+    let (t, findings) = build(&yaml, &ControllerConfig::default());
+    let endpoints = |name: &str| -> Vec<String> {
+        let r = t
+            .routes()
+            .iter()
+            .find(|r| r.path == format!("/{name}"))
+            .unwrap_or_else(|| panic!("no route for {name}"));
+        r.backend
+            .endpoints
+            .iter()
+            .map(|e| e.addr.to_string())
+            .collect()
+    };
+    assert_eq!(endpoints("ext-web"), ["127.4.2.1:8080", "127.4.2.2:8080"]);
+    assert_eq!(endpoints("ext-short"), ["127.4.2.1:8080", "127.4.2.2:8080"]);
+    assert_eq!(endpoints("ext-ip"), ["192.0.2.10:8443"]);
+    assert_eq!(endpoints("ext-db"), ["127.4.3.1:5432"]);
+    assert_eq!(ask(&t, req("ext.test", "/ext-web/a")), "ext-web /ext-web/a");
+    for (name, why) in [
+        ("ext-lo", "127.0.0.1 is a loopback address"),
+        ("ext-localhost", "localhost is loopback"),
+        ("ext-out", "api.example.com is outside the cluster"),
+        (
+            "ext-missing",
+            "names Service shop/nosuch, which does not exist",
+        ),
+        (
+            "ext-noport",
+            "names Service shop/web, which has no TCP port 81",
+        ),
+        ("ext-named", "has the named targetPort \"http\""),
+    ] {
+        assert_eq!(svc(&t, "ext.test", &format!("/{name}")), "503", "{name}");
+        let want = format!("ExternalName Service default/{name}: ");
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.message.contains(&want) && f.message.contains(why)),
+            "no finding for {name} saying {why:?}: {findings:#?}"
+        );
+    }
+}

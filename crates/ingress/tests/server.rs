@@ -1921,3 +1921,45 @@ async fn access_log_names_the_ingress_service_and_pod_of_each_request() {
     );
     assert_eq!(l["status"], 404, "{l}");
 }
+
+/// An Ingress whose backend is an ExternalName Service naming a Service of the cluster
+/// reaches that Service's pods, as a client resolving the name through cluster DNS would.
+#[tokio::test]
+async fn an_external_name_backend_reaches_the_service_it_names() {
+    let external = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-alias
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+  ports:
+  - {name: http, port: 80}
+"#;
+    let (env, table) = start(
+        |p| {
+            workload("web", 2, p)
+                + external
+                + "---\n"
+                + &ingress("alias", "alias.test", "web-alias", &[])
+        },
+        // Echo servers at the alias's endpoints: web's two pods (the routing tests check
+        // that resolution; this one that traffic follows it).
+        &["web-alias"],
+    )
+    .await;
+    let pods: BTreeSet<String> = endpoints_of(&table, "web-alias")
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let mut seen = BTreeSet::new();
+    for _ in 0..8 {
+        let r = get(&env, "alias.test", "/x", &[]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(line(&r.body, "header host: "), Some("alias.test"), "{r:?}");
+        seen.insert(line(&r.body, "pod: ").unwrap_or_default().to_string());
+    }
+    assert_eq!(seen, pods, "both of web's pods answer");
+}
