@@ -22,8 +22,8 @@ use crate::hosts::{cert_covers, wildcard_parent};
 use crate::paths::prefix_key;
 use crate::route::{HostTable, RegexPath, RouteTable};
 use crate::table::{
-    Backend, CONTROLLER_NAME, Canary, CertSource, ControllerConfig, Finding, Policy, Route,
-    Severity, TableStats, TlsHost, UpstreamEndpoint,
+    Backend, CONTROLLER_NAME, Canary, CertSource, ControllerConfig, ExternalTarget, Finding,
+    Policy, Route, Severity, TableStats, TlsHost, UpstreamEndpoint,
 };
 
 /// Largest compiled size of one regex path (bounds memory for hostile patterns).
@@ -151,6 +151,7 @@ struct Resolved {
     service_port: Option<u16>,
     port_name: String,
     endpoints: Vec<UpstreamEndpoint>,
+    external: Option<ExternalTarget>,
     unusable: Option<String>,
 }
 
@@ -719,6 +720,7 @@ impl<'c> Builder<'c> {
                     service_port: None,
                     port_name: String::new(),
                     endpoints: Vec::new(),
+                    external: None,
                     policy: p.policy.clone(),
                     unusable: Some(why),
                 };
@@ -746,6 +748,7 @@ impl<'c> Builder<'c> {
             service_port: r.service_port,
             port_name: r.port_name,
             endpoints: r.endpoints,
+            external: r.external,
             policy: p.policy.clone(),
             unusable: r.unusable,
         }
@@ -756,6 +759,7 @@ impl<'c> Builder<'c> {
             service_port: None,
             port_name: String::new(),
             endpoints: Vec::new(),
+            external: None,
             unusable: Some(why),
         };
         let Some(svc) = self.cluster.services.get(&ObjectKey::new(ns, name)) else {
@@ -785,6 +789,7 @@ impl<'c> Builder<'c> {
             service_port: Some(sp.port),
             port_name,
             endpoints,
+            external: None,
             unusable: None,
         }
     }
@@ -843,6 +848,7 @@ impl<'c> Builder<'c> {
             service_port: None,
             port_name: String::new(),
             endpoints: Vec::new(),
+            external: None,
             unusable: Some(format!("ExternalName Service {ns}/{name}: {why}")),
         };
         let target = match &sp.target_port {
@@ -858,12 +864,14 @@ impl<'c> Builder<'c> {
             return unusable("spec.externalName is empty".into());
         };
         let host = external.trim_end_matches('.').to_ascii_lowercase();
-        let resolved = |endpoints: Vec<UpstreamEndpoint>| Resolved {
-            service_port: Some(sp.port),
-            port_name: sp.name.clone().unwrap_or_default(),
-            endpoints,
-            unusable: None,
-        };
+        let resolved =
+            |endpoints: Vec<UpstreamEndpoint>, external: Option<ExternalTarget>| Resolved {
+                service_port: Some(sp.port),
+                port_name: sp.name.clone().unwrap_or_default(),
+                endpoints,
+                external,
+                unusable: None,
+            };
         if let Ok(ip) = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -874,10 +882,13 @@ impl<'c> Builder<'c> {
                     "{external} is a loopback address, refused as ingress-nginx refuses it"
                 ));
             }
-            return resolved(vec![UpstreamEndpoint {
-                addr: SocketAddr::new(ip, target),
-                pod: None,
-            }]);
+            return resolved(
+                vec![UpstreamEndpoint {
+                    addr: SocketAddr::new(ip, target),
+                    pod: None,
+                }],
+                None,
+            );
         }
         if host == "localhost" || host.ends_with(".localhost") {
             return unusable(format!(
@@ -889,10 +900,8 @@ impl<'c> Builder<'c> {
             .strip_suffix(&format!(".svc.{domain}"))
             .or_else(|| host.strip_suffix(".svc"));
         let Some(svc_ns) = in_cluster else {
-            return unusable(format!(
-                "{external} is outside the cluster and svcnet does not resolve external names \
-                 (only IP addresses and NAME.NAMESPACE.svc.{domain})"
-            ));
+            // Outside the cluster: looked up when requests come.
+            return resolved(Vec::new(), Some(ExternalTarget { host, port: target }));
         };
         let Some((other, other_ns)) = svc_ns.split_once('.').filter(|(_, n)| !n.contains('.'))
         else {
@@ -913,9 +922,10 @@ impl<'c> Builder<'c> {
         if target_svc.is_headless() {
             // Cluster DNS answers with the pods' addresses: the connection goes to them
             // at the port asked for.
-            return resolved(self.ready_endpoints(other_ns, other, |ports| {
+            let pods = self.ready_endpoints(other_ns, other, |ports| {
                 (!ports.is_empty()).then_some(target)
-            }));
+            });
+            return resolved(pods, None);
         }
         let Some(tp) = target_svc
             .ports
@@ -927,12 +937,13 @@ impl<'c> Builder<'c> {
             ));
         };
         let port_name = tp.name.clone().unwrap_or_default();
-        resolved(self.ready_endpoints(other_ns, other, |ports| {
+        let endpoints = self.ready_endpoints(other_ns, other, |ports| {
             ports
                 .iter()
                 .find(|ep| ep.name == port_name && ep.protocol == Protocol::Tcp)
                 .and_then(|ep| ep.port)
-        }))
+        });
+        resolved(endpoints, None)
     }
 }
 

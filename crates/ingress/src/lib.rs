@@ -20,6 +20,7 @@ pub mod h1;
 pub mod h1server;
 pub mod limits;
 pub mod metrics;
+pub mod names;
 pub mod proxy;
 pub mod server;
 pub mod tls;

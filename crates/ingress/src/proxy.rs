@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::limits::ConnectionSlot;
-use crate::table::{Backend, BackendProtocol, HashBy};
+use crate::table::{BackendProtocol, HashBy, Policy, UpstreamEndpoint};
 
 /// The error type of the bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -946,21 +946,21 @@ fn hash_key(by: &HashBy, req: &PickRequest<'_>) -> Vec<u8> {
     }
 }
 
-/// Chooses an endpoint of `backend` not in `tried`: the affinity cookie's when it still
+/// Chooses one of `eps` (a backend's endpoints, or what its external name resolved to)
+/// not in `tried`, per the backend's `policy`: the affinity cookie's when it still
 /// designates one, else by `upstream-hash-by` (rendezvous hashing: removing an endpoint
 /// moves only its own keys), else round-robin. `None` when every endpoint was tried.
 pub fn pick(
-    backend: &Backend,
+    eps: &[UpstreamEndpoint],
+    policy: &Policy,
     req: &PickRequest<'_>,
     rr: &AtomicUsize,
     tried: &[usize],
 ) -> Option<Pick> {
-    let eps = &backend.endpoints;
     let n = eps.len();
     if n == 0 || tried.len() >= n {
         return None;
     }
-    let policy = &backend.policy;
     if let Some(aff) = &policy.affinity {
         if let Some(value) = cookie(req.headers, &aff.name)
             && let Some(i) =
@@ -1273,7 +1273,7 @@ pub fn upstream_version(proto: Proto) -> Version {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::table::{CookieAffinity, Policy, UpstreamEndpoint};
+    use crate::table::{Backend, CookieAffinity};
     use svcnet_model::types::ObjectKey;
 
     #[test]
@@ -1304,6 +1304,7 @@ mod tests {
                     pod: None,
                 })
                 .collect(),
+            external: None,
             policy: Arc::new(policy),
             unusable: None,
         }
@@ -1327,11 +1328,20 @@ mod tests {
         let h = HeaderMap::new();
         let rr = AtomicUsize::new(0);
         let seq: Vec<usize> = (0..6)
-            .map(|_| pick(&b, &req(&h, "/"), &rr, &[]).unwrap().index)
+            .map(|_| {
+                pick(&b.endpoints, &b.policy, &req(&h, "/"), &rr, &[])
+                    .unwrap()
+                    .index
+            })
             .collect();
         assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
-        assert_eq!(pick(&b, &req(&h, "/"), &rr, &[0, 1]).unwrap().index, 2);
-        assert!(pick(&b, &req(&h, "/"), &rr, &[0, 1, 2]).is_none());
+        assert_eq!(
+            pick(&b.endpoints, &b.policy, &req(&h, "/"), &rr, &[0, 1])
+                .unwrap()
+                .index,
+            2
+        );
+        assert!(pick(&b.endpoints, &b.policy, &req(&h, "/"), &rr, &[0, 1, 2]).is_none());
     }
 
     #[test]
@@ -1348,7 +1358,14 @@ mod tests {
             },
         );
         let rr = AtomicUsize::new(0);
-        let first = pick(&b, &req(&HeaderMap::new(), "/"), &rr, &[]).unwrap();
+        let first = pick(
+            &b.endpoints,
+            &b.policy,
+            &req(&HeaderMap::new(), "/"),
+            &rr,
+            &[],
+        )
+        .unwrap();
         let set = first.set_cookie.unwrap();
         let set = set.to_str().unwrap();
         assert!(set.contains("; Path=/app; HttpOnly; Max-Age=60"), "{set}");
@@ -1359,14 +1376,14 @@ mod tests {
             HeaderValue::from_str(&format!("a=b; {value}")).unwrap(),
         );
         for _ in 0..5 {
-            let p = pick(&b, &req(&h, "/"), &rr, &[]).unwrap();
+            let p = pick(&b.endpoints, &b.policy, &req(&h, "/"), &rr, &[]).unwrap();
             assert_eq!(p.index, first.index);
             assert!(p.set_cookie.is_none());
         }
         // A stale cookie gets a new endpoint and a new cookie.
         h.insert(header::COOKIE, HeaderValue::from_static("route=0000"));
         assert!(
-            pick(&b, &req(&h, "/"), &rr, &[])
+            pick(&b.endpoints, &b.policy, &req(&h, "/"), &rr, &[])
                 .unwrap()
                 .set_cookie
                 .is_some()
@@ -1382,15 +1399,24 @@ mod tests {
         let b5 = backend(5, policy.clone());
         let h = HeaderMap::new();
         let rr = AtomicUsize::new(0);
-        let i = pick(&b5, &req(&h, "/"), &rr, &[]).unwrap().index;
+        let i = pick(&b5.endpoints, &b5.policy, &req(&h, "/"), &rr, &[])
+            .unwrap()
+            .index;
         for _ in 0..5 {
-            assert_eq!(pick(&b5, &req(&h, "/other"), &rr, &[]).unwrap().index, i);
+            assert_eq!(
+                pick(&b5.endpoints, &b5.policy, &req(&h, "/other"), &rr, &[])
+                    .unwrap()
+                    .index,
+                i
+            );
         }
         // Removing another endpoint does not move this key.
         let mut b4 = backend(5, policy);
         let other = if i == 0 { 1 } else { 0 };
         b4.endpoints.remove(other);
-        let j = pick(&b4, &req(&h, "/"), &rr, &[]).unwrap().index;
+        let j = pick(&b4.endpoints, &b4.policy, &req(&h, "/"), &rr, &[])
+            .unwrap()
+            .index;
         assert_eq!(b4.endpoints[j].addr, b5.endpoints[i].addr);
     }
 

@@ -560,7 +560,10 @@ fn describe_backend(b: &Backend) -> String {
         Some(why) => format!("unusable: {why}"),
         None => {
             let port = b.service_port.map(|p| p.to_string()).unwrap_or_default();
-            let eps: Vec<String> = b.endpoints.iter().map(|e| e.addr.to_string()).collect();
+            let eps: Vec<String> = match &b.external {
+                Some(x) => vec![format!("{}:{} (DNS)", x.host, x.port)],
+                None => b.endpoints.iter().map(|e| e.addr.to_string()).collect(),
+            };
             format!("{}:{port} [{}]", b.service, eps.join(" "))
         }
     }

@@ -47,7 +47,7 @@ use crate::proxy::{
     RespBody, SendError, Stall, Upstreams,
 };
 use crate::route::RouteTable;
-use crate::table::{Decision, HashBy, Reply, RouteRequest, Scheme, Upstream};
+use crate::table::{Decision, HashBy, Reply, RouteRequest, Scheme, Upstream, UpstreamEndpoint};
 use crate::tls::{CertStore, LocalCaCerts, SecretCache, SniResolver};
 
 /// The server's settings.
@@ -76,6 +76,9 @@ pub struct ServerConfig {
     /// HTTP/1.1 requests without a body or upgrade are served by the fast path
     /// ([`crate::h1server`]); `false` leaves every request to hyper. Default `true`.
     pub fast_http1: bool,
+    /// Where the names of ExternalName backends outside the cluster are looked up
+    /// (default: the system's resolver).
+    pub resolver: crate::names::Resolver,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             access_log: accesslog::AccessLogConfig::default(),
             workers: 0,
             fast_http1: true,
+            resolver: crate::names::Resolver::default(),
         }
     }
 }
@@ -180,6 +184,8 @@ struct Shared {
     access: accesslog::AccessLog,
     /// Per worker ([`WORKER`]): requests answered, their bookkeeping not yet run.
     finishing: Vec<Mutex<Finishing>>,
+    /// Answers for the names of ExternalName backends outside the cluster.
+    names: crate::names::NameCache,
 }
 
 /// The running server. Cheap to clone (shared).
@@ -344,6 +350,7 @@ impl IngressServer {
         })?;
         let local_addr =
             |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let names = crate::names::NameCache::new(cfg.resolver.0.clone());
         let shared = Arc::new(Shared {
             http_addr: local_addr(&http),
             https_addr: local_addr(&https),
@@ -373,6 +380,7 @@ impl IngressServer {
             finishing: (0..workers.max(1))
                 .map(|_| Mutex::new(Finishing::default()))
                 .collect(),
+            names,
         });
         let first = Listeners { http, https };
         if workers == 0 {
@@ -1305,7 +1313,7 @@ async fn process(
         out.reason = reason;
         plain(status, &out.reason, Vec::new())
     };
-    if backend.endpoints.is_empty() {
+    if backend.endpoints.is_empty() && backend.external.is_none() {
         let resp = fail(
             &mut out,
             503,
@@ -1411,7 +1419,34 @@ async fn process(
         .as_ref()
         .map(|c| cors::response_headers(c, req.headers()))
         .unwrap_or_default();
-    let mut resp = forward(shared, &up, state, info, host, req, auth_headers, &mut out).await;
+    // An external name's endpoints: looked up now, after every check that could refuse
+    // the request, and kept for their TTL (crate::names).
+    let looked_up: crate::names::Endpoints;
+    let eps: &[UpstreamEndpoint] = match &backend.external {
+        None => &backend.endpoints,
+        Some(x) => match shared.names.resolve(&x.host, x.port).await {
+            Ok(found) => {
+                looked_up = found;
+                &looked_up
+            }
+            Err(why) => {
+                shared.metrics.upstream_error("resolve");
+                return (fail(&mut out, 503, why), out, slot);
+            }
+        },
+    };
+    let mut resp = forward(
+        shared,
+        &up,
+        eps,
+        state,
+        info,
+        host,
+        req,
+        auth_headers,
+        &mut out,
+    )
+    .await;
     for (n, v) in cors_headers {
         resp.headers_mut().insert(n, v);
     }
@@ -1509,6 +1544,7 @@ async fn fast_exchange(
 async fn forward(
     shared: &Shared,
     up: &Upstream<'_>,
+    eps: &[UpstreamEndpoint],
     state: Option<&RouteState>,
     info: &ConnInfo,
     host: &str,
@@ -1564,11 +1600,7 @@ async fn forward(
         _ => (ReqBody::Empty, Progress::new(Phase::Sent)),
     };
     let authority = if host.is_empty() {
-        backend
-            .endpoints
-            .first()
-            .map(|e| e.addr.to_string())
-            .unwrap_or_default()
+        eps.first().map(|e| e.addr.to_string()).unwrap_or_default()
     } else {
         host.to_string()
     };
@@ -1655,7 +1687,7 @@ async fn forward(
     let mut tried: Vec<usize> = Vec::with_capacity(1);
     let mut last_error: Option<ConnectError> = None;
     loop {
-        let Some(pick) = proxy::pick(backend, &pick_req, rr, &tried) else {
+        let Some(pick) = proxy::pick(eps, bpol, &pick_req, rr, &tried) else {
             return match last_error {
                 Some(e) => {
                     out.reason = e.to_string();
@@ -1668,7 +1700,7 @@ async fn forward(
             };
         };
         tried.push(pick.index);
-        let Some(ep) = backend.endpoints.get(pick.index) else {
+        let Some(ep) = eps.get(pick.index) else {
             continue;
         };
         out.upstream = Some(ep.addr);

@@ -143,14 +143,26 @@ pub struct Backend {
     /// The Service port's name (empty when unnamed).
     pub port_name: String,
     /// Ready endpoints (pod address and resolved target port), in a stable order.
-    /// Empty: the server answers 503.
+    /// Empty (and no `external`): the server answers 503.
     pub endpoints: Vec<UpstreamEndpoint>,
+    /// An ExternalName Service naming a host outside the cluster: its endpoints are looked
+    /// up when requests come (see [`crate::names`]), `endpoints` is empty.
+    pub external: Option<ExternalTarget>,
     /// The policy of the Ingress that defined this backend (a canary's own Ingress for
     /// canary backends): backend-protocol, timeouts, affinity, upstream-hash-by.
     pub policy: Arc<Policy>,
     /// Set when the backend cannot be used and why (Service missing, port not found,
     /// `resource` backends). The server answers 503 with this reason.
     pub unusable: Option<String>,
+}
+
+/// Where an ExternalName backend outside the cluster sends requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalTarget {
+    /// The name, lower-cased, without a trailing dot.
+    pub host: String,
+    /// The Service port's `targetPort`.
+    pub port: u16,
 }
 
 /// One upstream endpoint.

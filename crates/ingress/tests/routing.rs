@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use svcnet_ingress::{
-    CertSource, ControllerConfig, Decision, Finding, RouteRequest, RouteTable, Scheme, Severity,
-    compile, parse_annotations,
+    CertSource, ControllerConfig, Decision, ExternalTarget, Finding, RouteRequest, RouteTable,
+    Scheme, Severity, compile, parse_annotations,
 };
 use svcnet_model::types::ObjectKey;
 use svcnet_model::{AddressPlan, Cluster};
@@ -1310,8 +1310,8 @@ spec: {{type: ExternalName, externalName: '{external}', ports: [{{name: http, po
 
 /// ExternalName backends go where cluster DNS would send a client of the name: a
 /// Service's ready endpoints, a headless Service's pods at the port asked for, or an IP
-/// address. Loopback, names outside the cluster and unresolvable ports answer 503 with a
-/// finding that says why.
+/// address; a name outside the cluster is left to be looked up when requests come.
+/// Loopback and unresolvable ports answer 503 with a finding that says why.
 #[test]
 fn external_name_backends_resolve_cluster_names_and_addresses() {
     let headless = "apiVersion: v1
@@ -1367,10 +1367,23 @@ endpoints:
     assert_eq!(endpoints("ext-ip"), ["192.0.2.10:8443"]);
     assert_eq!(endpoints("ext-db"), ["127.4.3.1:5432"]);
     assert_eq!(ask(&t, req("ext.test", "/ext-web/a")), "ext-web /ext-web/a");
+    let out = t.routes().iter().find(|r| r.path == "/ext-out").unwrap();
+    assert_eq!(
+        out.backend.external,
+        Some(ExternalTarget {
+            host: "api.example.com".into(),
+            port: 80
+        })
+    );
+    assert!(out.backend.endpoints.is_empty() && out.backend.unusable.is_none());
+    assert!(
+        t.routes()
+            .iter()
+            .all(|r| r.path == "/ext-out" || r.backend.external.is_none())
+    );
     for (name, why) in [
         ("ext-lo", "127.0.0.1 is a loopback address"),
         ("ext-localhost", "localhost is loopback"),
-        ("ext-out", "api.example.com is outside the cluster"),
         (
             "ext-missing",
             "names Service shop/nosuch, which does not exist",

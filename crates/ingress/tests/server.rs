@@ -1963,3 +1963,79 @@ spec:
     }
     assert_eq!(seen, pods, "both of web's pods answer");
 }
+
+/// A resolver from a table, counting lookups.
+struct NameTable {
+    lookups: std::sync::atomic::AtomicUsize,
+    answers: Vec<(&'static str, std::net::IpAddr)>,
+}
+
+impl svcnet_ingress::names::Resolve for NameTable {
+    fn lookup(&self, host: &str, port: u16) -> svcnet_ingress::names::Lookup {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let found: Vec<SocketAddr> = self
+            .answers
+            .iter()
+            .filter(|(h, _)| *h == host)
+            .map(|(_, ip)| SocketAddr::new(*ip, port))
+            .collect();
+        Box::pin(async move {
+            if found.is_empty() {
+                Err(std::io::Error::other("NXDOMAIN"))
+            } else {
+                Ok(found)
+            }
+        })
+    }
+}
+
+/// An ExternalName backend outside the cluster is looked up when requests come (once for
+/// many requests: the answer is kept) and gets the request at the Service's targetPort;
+/// a name that does not resolve answers 503 saying so.
+#[tokio::test]
+async fn an_external_name_outside_the_cluster_is_looked_up_when_requests_come() {
+    let names = std::sync::Arc::new(NameTable {
+        lookups: std::sync::atomic::AtomicUsize::new(0),
+        answers: vec![("api.partner.test", "127.77.0.1".parse().unwrap())],
+    });
+    let resolver = svcnet_ingress::names::Resolver(names.clone());
+    let external = |name: &str, host: &str, port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{type: ExternalName, externalName: {host}, ports: [{{port: 80, targetPort: {port}}}]}}\n---\n"
+        )
+    };
+    let mut target = 0;
+    let (env, _) = start_with(
+        |p| {
+            target = p;
+            external("partner", "api.partner.test", p)
+                + &external("gone", "gone.partner.test", p)
+                + &ingress("partner", "partner.test", "partner", &[])
+                + &ingress("gone", "gone.test", "gone", &[])
+        },
+        &[],
+        move |c| c.resolver = resolver,
+    )
+    .await;
+    let backend = SocketAddr::new("127.77.0.1".parse().unwrap(), target);
+    serve_echo(backend).await;
+    for _ in 0..3 {
+        let r = get(&env, "partner.test", "/v1/orders", &[]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(line(&r.body, "pod: "), Some(backend.to_string().as_str()));
+        assert_eq!(line(&r.body, "header host: "), Some("partner.test"));
+    }
+    let r = get(&env, "gone.test", "/", &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        r.body
+            .contains("cannot resolve gone.partner.test: NXDOMAIN"),
+        "{r:?}"
+    );
+    assert_eq!(
+        names.lookups.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one lookup per name"
+    );
+}

@@ -290,7 +290,8 @@ pub fn check(table: &RouteTable, data: &[u8]) -> Result<(), String> {
                 }
                 let rr = AtomicUsize::new(0);
                 let pick = proxy::pick(
-                    up.backend,
+                    &up.backend.endpoints,
+                    &up.backend.policy,
                     &PickRequest {
                         headers: &headers,
                         client_ip,
