@@ -779,12 +779,7 @@ impl<'c> Builder<'c> {
             return self.resolve_external_name(ns, name, svc, sp);
         }
         let port_name = sp.name.clone().unwrap_or_default();
-        let endpoints = self.ready_endpoints(ns, name, |ports| {
-            ports
-                .iter()
-                .find(|ep| ep.name == port_name && ep.protocol == Protocol::Tcp)
-                .and_then(|ep| ep.port)
-        });
+        let endpoints = self.port_endpoints(ns, name, &port_name);
         Resolved {
             service_port: Some(sp.port),
             port_name,
@@ -792,6 +787,17 @@ impl<'c> Builder<'c> {
             external: None,
             unusable: None,
         }
+    }
+
+    /// The ready endpoints of a Service port (by its name, `""` when unnamed): each
+    /// slice's TCP port of that name.
+    fn port_endpoints(&self, ns: &str, name: &str, port_name: &str) -> Vec<UpstreamEndpoint> {
+        self.ready_endpoints(ns, name, |ports| {
+            ports
+                .iter()
+                .find(|ep| ep.name == port_name && ep.protocol == Protocol::Tcp)
+                .and_then(|ep| ep.port)
+        })
     }
 
     /// The ready endpoints of a Service's EndpointSlices, at the port `port_of` picks from
@@ -936,13 +942,7 @@ impl<'c> Builder<'c> {
                 "{external} names Service {other_ns}/{other}, which has no TCP port {target}"
             ));
         };
-        let port_name = tp.name.clone().unwrap_or_default();
-        let endpoints = self.ready_endpoints(other_ns, other, |ports| {
-            ports
-                .iter()
-                .find(|ep| ep.name == port_name && ep.protocol == Protocol::Tcp)
-                .and_then(|ep| ep.port)
-        });
+        let endpoints = self.port_endpoints(other_ns, other, tp.name.as_deref().unwrap_or(""));
         resolved(endpoints, None)
     }
 }
