@@ -23,6 +23,8 @@
 #    one line per request (start, status, microseconds to the end of the response), from
 #    which p50/p99/p99.9 are computed here. The offered load (RATE req/s in total) is below
 #    both proxies' maximum, so the percentiles compare latency, not queueing at saturation.
+#  * steady rate: the same RATE over RATE_CONNS connections from bench/http-rate, which
+#    releases every request at its own time (no bursts; latency from when it was due).
 #  * CPU per request: user + system CPU time of each proxy's processes over CPU_REQUESTS
 #    requests (the figure least disturbed by other load on a shared machine).
 #  * every request names one of the 100 hosts and its path (/api/N), rotated per run.
@@ -79,6 +81,11 @@ if [ -z "${SVCNET:-}" ]; then
     cargo build --release -p svcnet
 fi
 svcnet="${SVCNET:-${CARGO_TARGET_DIR:-$root/target}/release/svcnet}"
+# The steady-rate load generator (bench/http-rate), the same way.
+if [ -z "${HTTP_RATE:-}" ]; then
+    cargo build --release -p svcnet-bench-http-rate
+fi
+http_rate="${HTTP_RATE:-${CARGO_TARGET_DIR:-$root/target}/release/svcnet-bench-http-rate}"
 
 tmp="$(mktemp -d /tmp/bench-ingress.XXXXXX)"
 pids=()
@@ -295,25 +302,35 @@ h2_max() { # NAME ADDR ROUTE
     echo "| $1 | HTTP/2 TLS h2load max rate | $rps | ${p50}ms | ${p99}ms | $fail | $(machine_since "$m0") |"
 }
 
-fixed() { # NAME ADDR ROUTE MODE(h1|h2) SLICE -> one row; the log stays for the pooled figures
-    local log="$tmp/fixed-$1-$4-$5.log" out="$tmp/fixed-$1-$4-$5.txt"
-    local per=$((RATE / RATE_CONNS)) total=$((RATE * SLICE_SECONDS)) m0
+# One slice at RATE req/s over RATE_CONNS connections, with one of two generators:
+#  fixed: h2load --rps, which fires every connection's timer in the same loop turn, so
+#         requests leave in bursts of 20-60 every few milliseconds;
+#  steady: bench/http-rate, each request released at its own time (RATE evenly spaced
+#         per second), latency counted from when it was due.
+fixed() { # KIND(fixed|steady) NAME ADDR ROUTE MODE(h1|h2) SLICE -> one row; the log stays
+    local kind=$1 name=$2 addr=$3 route=$4 mode=$5 s=$6
+    local log="$tmp/$kind-$name-$mode-$s.log" out="$tmp/$kind-$name-$mode-$s.txt"
+    local per=$((RATE / RATE_CONNS)) total=$((RATE * SLICE_SECONDS)) m0 url
     m0=$(machine_ms)
-    if [ "$4" = h1 ]; then
+    if [ "$mode" = h1 ]; then url="http://h$route.bench.test/api/$route"; else url="https://h$route.bench.test/api/$route"; fi
+    if [ "$kind" = steady ]; then
+        taskset -c 1 "$http_rate" --connect "$addr" --rate "$RATE" --connections "$RATE_CONNS" \
+            --seconds "$SLICE_SECONDS" --log "$log" "$url" >"$out" 2>&1
+    elif [ "$mode" = h1 ]; then
         taskset -c 1 h2load --h1 -c"$RATE_CONNS" -t1 --rps="$per" -n "$total" \
-            --connect-to="$2" --log-file="$log" "http://h$3.bench.test/api/$3" >"$out" 2>&1
+            --connect-to="$addr" --log-file="$log" "$url" >"$out" 2>&1
     else
         taskset -c 1 h2load -c"$RATE_CONNS" -t1 --rps="$per" -n "$total" \
-            --connect-to="$2" --log-file="$log" "https://h$3.bench.test/api/$3" >"$out" 2>&1
+            --connect-to="$addr" --log-file="$log" "$url" >"$out" 2>&1
     fi
     local rps
     rps=$(awk '/^finished in/ {print $4}' "$out" | tr -d ',')
     read -r p50 p99 p999 n < <(percentiles "$log")
-    echo "| $1 | $(fixed_label "$4") | $rps | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok | $(machine_since "$m0") |"
+    echo "| $name | $(fixed_label "$kind" "$mode") | $rps | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok | $(machine_since "$m0") |"
 }
 
-fixed_label() { # MODE
-    if [ "$1" = h1 ]; then echo "HTTP/1.1 fixed $RATE req/s"; else echo "HTTP/2 TLS fixed $RATE req/s"; fi
+fixed_label() { # KIND MODE
+    if [ "$2" = h1 ]; then echo "HTTP/1.1 $1 $RATE req/s"; else echo "HTTP/2 TLS $1 $RATE req/s"; fi
 }
 
 # CPU time a proxy spends per request: user + system ticks of its processes (and their
@@ -371,20 +388,22 @@ done
 # the order swapped every slice (nginx first in odd slices), so that the machine's drift
 # (which moves a 10 s p99 by tens of percent) hits both alike; then every request of a
 # proxy's slices pooled.
-for mode in h1 h2; do
-    for s in $(seq 1 "$SLICES"); do
-        if (( s % 2 )); then order="nginx svcnet"; else order="svcnet nginx"; fi
-        route=$(( (route + 31) % ROUTES ))
-        for name in $order; do
-            proxy_addrs "$name"
-            if [ $mode = h1 ]; then addr=$http; else addr=$https; fi
-            slice_rows+=("| $s $(fixed "$name" "$addr" "$route" "$mode" "$s")")
+for kind in fixed steady; do
+    for mode in h1 h2; do
+        for s in $(seq 1 "$SLICES"); do
+            if (( s % 2 )); then order="nginx svcnet"; else order="svcnet nginx"; fi
+            route=$(( (route + 31) % ROUTES ))
+            for name in $order; do
+                proxy_addrs "$name"
+                if [ $mode = h1 ]; then addr=$http; else addr=$https; fi
+                slice_rows+=("| $s $(fixed "$kind" "$name" "$addr" "$route" "$mode" "$s")")
+            done
         done
-    done
-    for name in nginx svcnet; do
-        cat "$tmp"/fixed-"$name"-"$mode"-*.log >"$tmp/pooled-$name-$mode.log"
-        read -r p50 p99 p999 n < <(percentiles "$tmp/pooled-$name-$mode.log")
-        slice_rows+=("| all | $name | $(fixed_label "$mode") | pooled | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok | |")
+        for name in nginx svcnet; do
+            cat "$tmp/$kind-$name-$mode"-*.log >"$tmp/pooled-$kind-$name-$mode.log"
+            read -r p50 p99 p999 n < <(percentiles "$tmp/pooled-$kind-$name-$mode.log")
+            slice_rows+=("| all | $name | $(fixed_label "$kind" "$mode") | pooled | ${p50}ms | ${p99}ms (p99.9 ${p999}ms) | $n ok | |")
+        done
     done
 done
 
@@ -426,7 +445,7 @@ nginx_version=$(nginx -v 2>&1)
     echo "$svcnet_version vs $nginx_version. $ROUTES Ingresses / server blocks, one backend (nginx \`return 200\`)."
     echo "Proxies pinned to CPU 0 (one nginx worker; one svcnet ingress worker, as --ingress-workers defaults to the CPUs it may use), backend and"
     echo "load generators on CPU 1. Access logs on for both. Max rate and CPU: ${DURATION}s per row, $ROUNDS rounds, alternating."
-    echo "Fixed rate ($RATE req/s over $RATE_CONNS connections): $SLICES slices of ${SLICE_SECONDS}s per protocol, the proxies back to back, the order swapped every slice."
+    echo "Fixed rate ($RATE req/s over $RATE_CONNS connections), with h2load --rps (bursts) and with bench/http-rate (steady): $SLICES slices of ${SLICE_SECONDS}s per protocol and generator, the proxies back to back, the order swapped every slice."
     echo
     echo "## svcnet / nginx, round by round"
     echo
