@@ -155,8 +155,10 @@ async fn run(args: &Args) -> Result<(Vec<Outcome>, Duration)> {
                 let req = request.clone();
                 tokio::spawn(async move {
                     let status = match req() {
-                        Ok(r) => exchange_h2(&mut send, r).await,
-                        Err(_) => -1,
+                        Ok(r) if send.ready().await.is_ok() => {
+                            status_of(send.send_request(r)).await
+                        }
+                        _ => -1,
                     };
                     let _ = done.send((due, status, due.elapsed()));
                 });
@@ -222,8 +224,8 @@ async fn connect(
         // is out waits, and its latency counts the wait.
         while let Some(due) = due_rx.recv().await {
             let status = match request() {
-                Ok(r) => exchange_h1(&mut send, r).await,
-                Err(_) => -1,
+                Ok(r) if send.ready().await.is_ok() => status_of(send.send_request(r)).await,
+                _ => -1,
             };
             let _ = done.send((due, status, due.elapsed()));
         }
@@ -236,34 +238,13 @@ fn rustls_name(url: &http::Uri) -> Result<tokio_rustls::rustls::pki_types::Serve
     tokio_rustls::rustls::pki_types::ServerName::try_from(host).context("the URL's host")
 }
 
-/// Sends one request and reads its whole body: the status, or -1.
-async fn exchange_h1(
-    send: &mut hyper::client::conn::http1::SendRequest<Body>,
-    req: http::Request<Body>,
+/// The status of a response once its whole body is read, or -1 when either failed.
+async fn status_of(
+    resp: impl std::future::Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>>,
 ) -> i32 {
-    if send.ready().await.is_err() {
+    let Ok(resp) = resp.await else {
         return -1;
-    }
-    match send.send_request(req).await {
-        Ok(resp) => read_body(resp).await,
-        Err(_) => -1,
-    }
-}
-
-async fn exchange_h2(
-    send: &mut hyper::client::conn::http2::SendRequest<Body>,
-    req: http::Request<Body>,
-) -> i32 {
-    if send.ready().await.is_err() {
-        return -1;
-    }
-    match send.send_request(req).await {
-        Ok(resp) => read_body(resp).await,
-        Err(_) => -1,
-    }
-}
-
-async fn read_body(resp: http::Response<hyper::body::Incoming>) -> i32 {
+    };
     let status = i32::from(resp.status().as_u16());
     match resp.into_body().collect().await {
         Ok(_) => status,
