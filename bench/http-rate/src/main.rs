@@ -116,7 +116,7 @@ async fn run(args: &Args) -> Result<(Vec<Outcome>, Duration)> {
         }
         b.body(Body::new())
     };
-    let request = Arc::new(request);
+    let request: Arc<MakeRequest> = Arc::new(request);
     let mut senders = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         senders.push(connect(args, tls, &request, &done_tx).await?);
@@ -186,12 +186,13 @@ async fn run(args: &Args) -> Result<(Vec<Outcome>, Duration)> {
     Ok((outcomes, elapsed))
 }
 
+/// Builds the request every connection sends.
 type MakeRequest = dyn Fn() -> http::Result<http::Request<Body>> + Send + Sync;
 
 async fn connect(
     args: &Args,
     tls: bool,
-    request: &Arc<impl Fn() -> http::Result<http::Request<Body>> + Send + Sync + 'static>,
+    request: &Arc<MakeRequest>,
     done: &mpsc::UnboundedSender<Outcome>,
 ) -> Result<Sender> {
     let tcp = tokio::net::TcpStream::connect(args.connect)
@@ -218,7 +219,7 @@ async fn connect(
     tokio::spawn(conn);
     let (queue, mut due_rx) = mpsc::unbounded_channel::<Instant>();
     let done = done.clone();
-    let request: Arc<MakeRequest> = request.clone();
+    let request = request.clone();
     tokio::spawn(async move {
         // One request at a time on the connection: a request due while the one before
         // is out waits, and its latency counts the wait.
